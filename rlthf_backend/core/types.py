@@ -1,0 +1,93 @@
+"""Plain data types shared by the judges, reward models and curation engine."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from collections.abc import Mapping
+from typing import Any, Literal
+
+Label = Literal["a", "b", "tie"]
+LABELS: tuple[Label, ...] = ("a", "b", "tie")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One pairwise comparison: a prompt and two candidate responses."""
+
+    prompt: str
+    response_a: str
+    response_b: str
+    #: Other fields of the source record (e.g. Label Studio task data); not part of identity.
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def content_key(self) -> str:
+        """A stable hash of the three texts (length-prefixed, so field boundaries count)."""
+        h = hashlib.sha256()
+        for text in (self.prompt, self.response_a, self.response_b):
+            data = text.encode("utf-8")
+            h.update(len(data).to_bytes(8, "little"))
+            h.update(data)
+        return h.hexdigest()
+
+
+class JudgeStatus(str, Enum):
+    OK = "ok"
+    PARSE_FAILED = "parse_failed"  # the judge answered, but not with a verdict we could read
+    ERROR = "error"  # no usable answer: timeout, HTTP error, missing input...
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """What a judge said about one pair.
+
+    ``label`` is the combined verdict over the orders that were asked; ``prob`` is the judge's
+    probability for that label (for ``tie``, the probability that neither side wins clearly).
+    ``verdict_ab`` is the verdict with the responses shown in (a, b) order, ``verdict_ba`` with
+    the order swapped, already mapped back to a/b. ``prob_a`` is P(response a is better),
+    averaged over orders when both were asked.
+    """
+
+    label: Label | None
+    prob: float | None
+    status: JudgeStatus
+    model: str
+    verdict_ab: Label | None = None
+    verdict_ba: Label | None = None
+    prob_a: float | None = None
+    reason: str | None = None
+    raw: tuple[str, ...] = ()
+    truncated: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is JudgeStatus.OK and self.label is not None
+
+    @property
+    def swap_disagrees(self) -> bool:
+        """True when both orders were asked and gave different verdicts."""
+        return (
+            self.verdict_ab is not None
+            and self.verdict_ba is not None
+            and self.verdict_ab != self.verdict_ba
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        d["raw"] = list(self.raw)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Judgment":
+        d = dict(d)
+        d["status"] = JudgeStatus(d["status"])
+        d["raw"] = tuple(d.get("raw") or ())
+        d.setdefault("extra", {})
+        return cls(**d)
+
+    @classmethod
+    def failure(cls, model: str, reason: str, status: JudgeStatus = JudgeStatus.ERROR, **kw: Any) -> "Judgment":
+        return cls(label=None, prob=None, status=status, model=model, reason=reason, **kw)
