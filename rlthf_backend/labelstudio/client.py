@@ -1,0 +1,73 @@
+"""The Label Studio SDK client and the few project-level calls the backend makes."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from label_studio_sdk import LabelStudio
+
+from rlthf_backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class LabelStudioNotConfigured(RuntimeError):
+    pass
+
+
+def make_client(settings: Settings, timeout: float = 60.0) -> LabelStudio:
+    """An SDK client for ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY`` (legacy token or PAT)."""
+    if settings.label_studio_api_key is None:
+        raise LabelStudioNotConfigured(
+            "LABEL_STUDIO_API_KEY is not set: the backend needs a Label Studio access token for this"
+        )
+    return LabelStudio(
+        base_url=settings.label_studio_url.rstrip("/"),
+        api_key=settings.label_studio_api_key.get_secret_value(),
+        timeout=timeout,
+    )
+
+
+def project_id_from_uid(uid: Any) -> int | None:
+    """Label Studio identifies projects to backends as ``"<id>.<created timestamp>"``."""
+    try:
+        return int(str(uid).split(".", 1)[0])
+    except (TypeError, ValueError):
+        return None
+
+
+def iter_tasks(ls: LabelStudio, project_id: int, page_size: int = 500) -> Iterator[dict[str, Any]]:
+    """Every task of a project with its predictions and annotations, as plain dicts."""
+    for task in ls.tasks.list(project=project_id, fields="all", page_size=page_size):
+        yield task.model_dump() if hasattr(task, "model_dump") else dict(task)
+
+
+def basic_auth_header(user: str, password: str) -> str:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return f"Basic {token}"
+
+
+def ensure_webhook_auth(ls: LabelStudio, project_id: int, authorization: str) -> int:
+    """Put our basic-auth header on the webhooks Label Studio created for this project's ML backends.
+
+    Label Studio creates ``<backend url>/webhook`` itself when a backend is connected, without any
+    headers, so a backend behind basic auth would refuse every event. Returns how many of the
+    backend's webhooks carry the header now (0: Label Studio has not created one yet).
+    """
+    backend_hooks = {
+        m.url.rstrip("/") + "/webhook" for m in ls.ml.list(project=project_id) if getattr(m, "url", None)
+    }
+    found = 0
+    for hook in ls.webhooks.list(project=str(project_id)):
+        if hook.project != project_id or hook.url not in backend_hooks:
+            continue
+        found += 1
+        headers = dict(hook.headers or {})
+        if headers.get("Authorization") != authorization:
+            headers["Authorization"] = authorization
+            ls.webhooks.update(hook.id, headers=headers)
+            log.info("project %s: set basic-auth header on webhook %s (%s)", project_id, hook.id, hook.url)
+    return found

@@ -1,0 +1,1 @@
+"""Helpers that start the real servers the integration tests talk to."""
