@@ -17,6 +17,8 @@ def _setup_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # One line per SDK request drowns the job's own progress lines.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @click.group()
@@ -52,6 +54,29 @@ def prelabel(project_id: int, rejudge_all: bool) -> None:
 
 
 @main.command()
+@click.option("--workers", default=1, show_default=True, type=int, help="worker processes")
+@click.option("--burst", is_flag=True, help="exit when the queue is empty")
+def worker(workers: int, burst: bool) -> None:
+    """Run RQ worker(s) for the training queue (REDIS_URL)."""
+    from rlthf_backend.jobs.worker import run_worker
+
+    run_worker(get_settings(), workers=workers, burst=burst)
+
+
+@main.command()
+@click.option("--project", "project_id", required=True, type=int, help="Label Studio project id")
+@click.option("--round", "force_round", is_flag=True, help="run a curation round even if none is due")
+def train(project_id: int, force_round: bool) -> None:
+    """Run one training of a project here and now (the job the webhooks queue)."""
+    import json
+
+    from rlthf_backend.jobs.training import run_training
+
+    outcome = run_training(get_settings(), project_id, force_round=force_round)
+    click.echo(json.dumps(outcome.as_dict(), indent=1, default=str))
+
+
+@main.command()
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--judge", "judge_key", default=None, help="judge key in judged-pairs files (default: strongest present)")
 @click.option("--strategy", "strategies", multiple=True, help="strategy to run (repeatable; default: all)")
@@ -60,6 +85,9 @@ def prelabel(project_id: int, rejudge_all: bool) -> None:
 @click.option("--out", "out_dir", default="results/simulate", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--reward-model", "reward_model", default="embedding", show_default=True)
 @click.option("--limit", default=None, type=int, help="use only the first N pairs (quick runs)")
+@click.option("--rm-option", "rm_options", multiple=True, metavar="KEY=VALUE",
+              help="override a field of the curation RM's config (repeatable), e.g. n_ensemble=3")
+@click.option("--quiet", is_flag=True, help="no per-replay progress lines")
 def simulate(
     data_path: Path,
     judge_key: str | None,
@@ -69,10 +97,26 @@ def simulate(
     out_dir: Path,
     reward_model: str,
     limit: int | None,
+    rm_options: tuple[str, ...],
+    quiet: bool,
 ) -> None:
-    """Replay a dataset with known human labels and compare curation strategies."""
-    from rlthf_backend.core.simulate.cli import run_simulate_command
+    """Replay a dataset with known human labels and compare curation strategies.
 
+    Files without LLM labels (HH-RLHF chosen/rejected) report the RM capacity ceiling instead.
+    """
+    import json as _json
+
+    from rlthf_backend.core.simulate.runner import run_simulate_command
+
+    overrides = {}
+    for item in rm_options:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--rm-option")
+        try:
+            overrides[key.strip()] = _json.loads(value)
+        except ValueError:
+            overrides[key.strip()] = value
     run_simulate_command(
         data_path=data_path,
         judge_key=judge_key,
@@ -83,6 +127,8 @@ def simulate(
         reward_model=reward_model,
         limit=limit,
         echo=click.echo,
+        rm_options=overrides,
+        quiet=quiet,
     )
 
 

@@ -113,6 +113,28 @@ class Settings(BaseSettings):
     transformers_batch_size: int = Field(8, gt=0, description="Pairs per forward pass.")
     transformers_max_tokens: int = Field(2048, gt=0, description="Prompt tokens kept (the judge's context).")
 
+    # --- Reward model and curation ------------------------------------------------------------
+    reward_model: Literal["embedding", "trl"] = Field(
+        "embedding", description="Reward model the training job fits: embedding (CPU, seconds) or trl (GPU workers)."
+    )
+    strategy: str = Field(
+        "fused", description="Curation strategy: fused (default), paper (RLTHF as published), random, llm_only."
+    )
+    human_batch_fraction: float = Field(
+        0.04, gt=0, le=1, description="Share of the pool sent to people per round (the paper uses 4%)."
+    )
+    round_every_n_labels: int = Field(
+        100, ge=0, description="Also start a curation round after this many new human labels (0: only when the "
+        "current batch is done or on Train)."
+    )
+    seed: int = Field(0, description="Seed of every random choice of the engine (audit slices, folds...).")
+    keep_versions: int = Field(5, ge=1, description="Model versions kept per project in the registry.")
+
+    # --- Jobs -------------------------------------------------------------------------------
+    queue_name: str = Field("rlthf", description="RQ queue the training jobs go to.")
+    job_timeout: int = Field(3600, gt=0, description="Seconds a training job may run before RQ stops it.")
+    job_retries: int = Field(3, ge=0, description="Retries of a failed training job (backoff 10 s, 60 s, 300 s...).")
+
     # --- Server -----------------------------------------------------------------------------
     log_level: str = Field("INFO", description="Python logging level.")
     model_title: str = Field("rlthf", description="Prefix of model_version names shown in Label Studio.")

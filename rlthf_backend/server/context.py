@@ -8,6 +8,8 @@ import time
 
 from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.judges.base import Judge
+from rlthf_backend.jobs.dispatch import TrainingDispatcher
+from rlthf_backend.registry import ModelRegistry
 from rlthf_backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,8 @@ class BackendContext:
         self._webhook_fix_lock = threading.Lock()
         self._webhook_fix_checked: dict[int, float] = {}  # project id -> monotonic time of last check
         self.started_at = time.time()
+        self.jobs = TrainingDispatcher(settings)
+        self.registry = ModelRegistry(settings.resolved_model_dir, settings.model_title)
 
     @property
     def judge(self) -> Judge:

@@ -7,9 +7,14 @@ at a fresh folder before the workers start, and ``/metrics`` aggregates every wo
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
+from prometheus_client.core import CounterMetricFamily, REGISTRY
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rlthf_backend.jobs.dispatch import TrainingDispatcher
 
 HTTP_REQUESTS = Counter(
     "rlthf_http_requests_total", "HTTP requests answered", ["endpoint", "method", "status"]
@@ -21,15 +26,44 @@ HTTP_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 100),
 )
 WEBHOOKS = Counter("rlthf_webhooks_total", "Webhook events received", ["action"])
+WEBHOOKS_NOT_QUEUED = Counter(
+    "rlthf_webhooks_not_queued_total", "Webhook events acknowledged without queueing (Redis unreachable)"
+)
 PREDICTIONS = Counter(
     "rlthf_predictions_total", "Tasks answered by /predict", ["outcome"]  # judged | cached | failed
 )
 
 
-def render() -> tuple[bytes, str]:
+class _JobCollector:
+    """Training-job counters, which workers keep in Redis (they serve no HTTP themselves)."""
+
+    def __init__(self, jobs: "TrainingDispatcher") -> None:
+        self.jobs = jobs
+
+    def collect(self):
+        try:
+            counters = self.jobs.job_counters()
+        except Exception:  # Redis down or disabled: /metrics still answers, without these
+            return
+        for outcome in ("finished", "failed"):
+            total = CounterMetricFamily(f"rlthf_jobs_{outcome}", f"Training jobs {outcome}")
+            total.add_metric([], counters.get(f"jobs_{outcome}_total", 0.0))
+            yield total
+            secs = CounterMetricFamily(f"rlthf_job_{outcome}_seconds", f"Seconds spent in training jobs {outcome}")
+            secs.add_metric([], counters.get(f"job_{outcome}_seconds_sum", 0.0))
+            yield secs
+
+
+def render(jobs: "TrainingDispatcher | None" = None) -> tuple[bytes, str]:
     """The metrics page body and its content type."""
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+    else:
+        registry = REGISTRY
+    body = generate_latest(registry)
+    if jobs is not None:
+        extra = CollectorRegistry()
+        extra.register(_JobCollector(jobs))
+        body += generate_latest(extra)
+    return body, CONTENT_TYPE_LATEST

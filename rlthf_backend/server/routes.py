@@ -13,6 +13,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from rlthf_backend.jobs.connection import RedisUnavailable
+from rlthf_backend.jobs.dispatch import TRAINING_EVENTS, event_project_id, only_skips
 from rlthf_backend.labelstudio.client import project_id_from_uid
 from rlthf_backend.labelstudio.config import LabelConfigError, parse_label_config
 from rlthf_backend.labelstudio.predict import predict_tasks
@@ -67,6 +69,7 @@ def health() -> Response:
         model_class="RLTHFBackend",
         judge=ctx.settings.judge,
         auth=ctx.settings.auth_enabled,
+        jobs=ctx.jobs.health(),
         uptime_s=round(time.time() - ctx.started_at, 1),
     )
 
@@ -114,18 +117,58 @@ def webhook() -> Response:
     if not isinstance(action, str) or not action:
         raise BadRequest("webhook body has no 'action'")
     metrics.WEBHOOKS.labels(action).inc()
-    project = body.get("project")
-    project_id = project.get("id") if isinstance(project, dict) else project
-    log.info("webhook %s for project %s", action, project_id)
-    return jsonify(status="ok", action=action)
+    project_id = event_project_id(body)
+    if action not in TRAINING_EVENTS:
+        return jsonify(status="ignored", action=action)
+    if action != "START_TRAINING" and only_skips(body):
+        return jsonify(status="ignored", action=action, reason="skipped tasks are not labels")
+    if project_id is None:
+        raise BadRequest(f"{action} webhook without a project id")
+    try:
+        queued = _ctx().jobs.submit(project_id, action, force_round=action == "START_TRAINING")
+    except RedisUnavailable as exc:
+        metrics.WEBHOOKS_NOT_QUEUED.inc()
+        log.error("webhook %s for project %s not queued: %s", action, project_id, exc)
+        # Label Studio never retries; the next successful training reads everything anyway.
+        code = 503 if action == "START_TRAINING" else 200
+        return jsonify(status="not queued", action=action, error=str(exc)), code
+    log.info("webhook %s for project %s -> job %s%s", action, project_id, queued.job_id,
+             " (coalesced)" if queued.coalesced else "")
+    return jsonify(status="queued", action=action, job_id=queued.job_id, coalesced=queued.coalesced)
+
+
+@bp.get("/jobs")
+def jobs() -> Response:
+    ctx = _ctx()
+    raw = request.args.get("project")
+    try:
+        if raw is None:
+            return jsonify(projects={str(k): v for k, v in ctx.jobs.all_status().items()})
+        if not raw.isdigit():
+            raise BadRequest(f"project must be a number, got {raw!r}")
+        return jsonify(project=int(raw), **ctx.jobs.project_status(int(raw)))
+    except RedisUnavailable as exc:
+        return jsonify(error=str(exc)), 503
 
 
 @bp.get("/versions")
 def versions() -> Response:
-    return jsonify(versions=[_ctx().model_version])
+    """The judge's version, then the project's reward-model versions (newest last)."""
+    ctx = _ctx()
+    found = [ctx.model_version]
+    project_id = project_id_from_uid(_optional_json().get("project") or request.args.get("project"))
+    if project_id is not None:
+        found += [v.version for v in ctx.registry.versions(project_id)]
+    return jsonify(versions=found)
+
+
+def _optional_json() -> dict[str, Any]:
+    """Label Studio sends ``GET /versions`` with a JSON body; tolerate none or a bad one."""
+    body = request.get_json(silent=True, force=True)
+    return body if isinstance(body, dict) else {}
 
 
 @bp.get("/metrics")
 def prometheus_metrics() -> Response:
-    body, content_type = metrics.render()
+    body, content_type = metrics.render(_ctx().jobs)
     return Response(body, content_type=content_type)

@@ -1,0 +1,92 @@
+"""The web side of the jobs: turn webhook events into coalesced trainings, report their status.
+
+Everything here must answer within Label Studio's webhook budget, so Redis is reached with short
+timeouts behind a circuit breaker: when Redis is gone, events are acknowledged at once (and the
+next successful training catches up, since it reads the whole state from Label Studio).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from rlthf_backend.jobs import status
+from rlthf_backend.jobs.connection import CircuitBreaker, RedisUnavailable, redis_from_settings
+from rlthf_backend.jobs.queue import Enqueued, enqueue_training
+from rlthf_backend.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Events that can change a project's labels, and START_TRAINING (the Train button).
+TRAINING_EVENTS = frozenset(
+    {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING"}
+)
+
+
+def event_project_id(body: dict[str, Any]) -> int | None:
+    project = body.get("project")
+    value = project.get("id") if isinstance(project, dict) else project
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def only_skips(body: dict[str, Any]) -> bool:
+    """True when the event carries annotations and every one is a skipped task (was_cancelled)."""
+    anns = body.get("annotations") if isinstance(body.get("annotations"), list) else [body.get("annotation")]
+    anns = [a for a in anns if isinstance(a, dict)]
+    return bool(anns) and all(a.get("was_cancelled") for a in anns)
+
+
+class TrainingDispatcher:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.breaker = CircuitBreaker()
+        self._redis: Redis | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.settings.redis_url)
+
+    def _call(self, fn: Callable[[Redis], T]) -> T:
+        if not self.enabled:
+            raise RedisUnavailable("REDIS_URL is not set: no job queue")
+        if self.breaker.open:
+            raise RedisUnavailable(f"Redis unreachable ({self.breaker.last_error}); retrying shortly")
+        try:
+            if self._redis is None:
+                self._redis = redis_from_settings(self.settings, fast=True)
+            result = fn(self._redis)
+        except RedisError as exc:
+            self.breaker.failed(exc)
+            log.error("Redis unreachable at %s: %s", self.settings.redis_url, exc)
+            raise RedisUnavailable(f"Redis unreachable: {exc}") from exc
+        self.breaker.succeeded()
+        return result
+
+    def submit(self, project_id: int, reason: str, *, force_round: bool = False) -> Enqueued:
+        return self._call(lambda r: enqueue_training(r, self.settings, project_id, reason, force_round=force_round))
+
+    def project_status(self, project_id: int) -> dict[str, Any]:
+        return self._call(lambda r: status.read(r, project_id))
+
+    def all_status(self) -> dict[int, dict[str, Any]]:
+        return self._call(lambda r: {p: status.read(r, p) for p in status.projects(r)})
+
+    def job_counters(self) -> dict[str, float]:
+        return self._call(status.job_counters)
+
+    def health(self) -> dict[str, Any]:
+        if not self.enabled:
+            return {"mode": "disabled", "ok": False, "detail": "REDIS_URL is not set: webhooks are not turned into trainings"}
+        try:
+            self._call(lambda r: r.ping())
+            return {"mode": "redis", "ok": True}
+        except RedisUnavailable as exc:
+            return {"mode": "redis", "ok": False, "detail": str(exc)}

@@ -1,0 +1,91 @@
+"""Enqueueing training, coalesced: at most one queued and one running training per project.
+
+A burst of annotations therefore costs at most two trainings: the one running when the burst
+starts and one queued behind it, which starts after the burst has landed. The job reads every
+label from Label Studio when it starts, so coalescing never loses a label.
+
+Redis keys (per project):
+- ``rlthf:project:<id>:pending``: id of the queued, not yet started training (SET NX);
+- ``rlthf:project:<id>:force_round``: a Train click is waiting for the next job.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from redis import Redis
+from rq import Queue, Retry
+
+from rlthf_backend.jobs import status
+from rlthf_backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds between retries of a failed training (the last value repeats).
+RETRY_INTERVALS = (10, 60, 300)
+
+
+def pending_key(project_id: int) -> str:
+    return f"rlthf:project:{int(project_id)}:pending"
+
+
+def force_round_key(project_id: int) -> str:
+    return f"rlthf:project:{int(project_id)}:force_round"
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    job_id: str
+    coalesced: bool  # True: joined the training already queued for this project
+
+
+def training_queue(redis: Redis, settings: Settings) -> Queue:
+    return Queue(settings.queue_name, connection=redis, default_timeout=settings.job_timeout)
+
+
+def enqueue_training(
+    redis: Redis, settings: Settings, project_id: int, reason: str, *, force_round: bool = False
+) -> Enqueued:
+    """Queue a training of ``project_id`` unless one is already queued (then join it)."""
+    if force_round:
+        redis.set(force_round_key(project_id), reason, ex=settings.job_timeout * 4)
+    job_id = f"train-p{int(project_id)}-{uuid.uuid4().hex[:12]}"
+    if not redis.set(pending_key(project_id), job_id, nx=True, ex=settings.job_timeout * 2):
+        existing = redis.get(pending_key(project_id))
+        if existing is not None:
+            return Enqueued(existing.decode() if isinstance(existing, bytes) else existing, coalesced=True)
+        return enqueue_training(redis, settings, project_id, reason, force_round=False)  # it just started
+    try:
+        retries = settings.job_retries
+        training_queue(redis, settings).enqueue(
+            "rlthf_backend.jobs.training.train_project_job",
+            int(project_id),
+            job_id=job_id,
+            job_timeout=settings.job_timeout,
+            result_ttl=7 * 24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            retry=Retry(max=retries, interval=list(RETRY_INTERVALS[:retries]) or [0]) if retries else None,
+            description=f"train project {project_id} ({reason})",
+        )
+    except Exception:
+        redis.delete(pending_key(project_id))
+        raise
+    status.record(redis, project_id, "queued", job_id=job_id, reason=reason)
+    return Enqueued(job_id, coalesced=False)
+
+
+def claim_pending(redis: Redis, project_id: int, job_id: str) -> bool:
+    """Called by a starting job: from now on, new events queue a new training behind this one.
+
+    Returns whether a Train click was waiting (the job must then run a curation round).
+    """
+    pipe = redis.pipeline()
+    pipe.get(pending_key(project_id))
+    pipe.getdel(force_round_key(project_id))
+    pending, forced = pipe.execute()
+    pending = pending.decode() if isinstance(pending, bytes) else pending
+    if pending == job_id:
+        redis.delete(pending_key(project_id))
+    return forced is not None
