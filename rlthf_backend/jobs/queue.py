@@ -4,14 +4,19 @@ A burst of annotations therefore costs at most two trainings: the one running wh
 starts and one queued behind it, which starts after the burst has landed. The job reads every
 label from Label Studio when it starts, so coalescing never loses a label.
 
+A picked-up job also waits for a quiet moment (no event for ``debounce_seconds``, at most
+``debounce_max_seconds``) before it claims the slot, so a storm of annotations lands in one run.
+
 Redis keys (per project):
 - ``rlthf:project:<id>:pending``: id of the queued, not yet started training (SET NX);
-- ``rlthf:project:<id>:force_round``: a Train click is waiting for the next job.
+- ``rlthf:project:<id>:force_round``: a Train click is waiting for the next job;
+- ``rlthf:project:<id>:last_event``: unix time of the newest label event.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -35,6 +40,10 @@ def force_round_key(project_id: int) -> str:
     return f"rlthf:project:{int(project_id)}:force_round"
 
 
+def last_event_key(project_id: int) -> str:
+    return f"rlthf:project:{int(project_id)}:last_event"
+
+
 @dataclass(frozen=True)
 class Enqueued:
     job_id: str
@@ -49,6 +58,7 @@ def enqueue_training(
     redis: Redis, settings: Settings, project_id: int, reason: str, *, force_round: bool = False
 ) -> Enqueued:
     """Queue a training of ``project_id`` unless one is already queued (then join it)."""
+    redis.set(last_event_key(project_id), time.time(), ex=24 * 3600)
     if force_round:
         redis.set(force_round_key(project_id), reason, ex=settings.job_timeout * 4)
     job_id = f"train-p{int(project_id)}-{uuid.uuid4().hex[:12]}"
@@ -72,8 +82,20 @@ def enqueue_training(
     except Exception:
         redis.delete(pending_key(project_id))
         raise
-    status.record(redis, project_id, "queued", job_id=job_id, reason=reason)
+    status.record(redis, project_id, "queued", {"job_id": job_id, "reason": reason})
     return Enqueued(job_id, coalesced=False)
+
+
+def wait_for_quiet(redis: Redis, project_id: int, quiet_s: float, max_wait_s: float, poll_s: float = 0.2) -> float:
+    """Block until no label event came for ``quiet_s`` (or ``max_wait_s`` passed); returns seconds waited."""
+    start = time.monotonic()
+    while True:
+        waited = time.monotonic() - start
+        last = redis.get(last_event_key(project_id))
+        since = time.time() - float(last) if last is not None else float("inf")
+        if since >= quiet_s or waited >= max_wait_s:
+            return waited
+        time.sleep(poll_s)
 
 
 def claim_pending(redis: Redis, project_id: int, job_id: str) -> bool:

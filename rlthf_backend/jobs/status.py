@@ -19,10 +19,9 @@ def _key(project_id: int) -> str:
     return f"rlthf:project:{int(project_id)}:status"
 
 
-def record(redis: Redis, project_id: int, field: str, **info: Any) -> None:
+def record(redis: Redis, project_id: int, field: str, info: dict[str, Any]) -> None:
     assert field in FIELDS, field
-    info.setdefault("at", time.time())
-    redis.hset(_key(project_id), field, json.dumps(info, default=str))
+    redis.hset(_key(project_id), field, json.dumps({"at": time.time(), **info}, default=str))
 
 
 def clear(redis: Redis, project_id: int, field: str) -> None:

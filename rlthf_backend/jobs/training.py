@@ -346,19 +346,22 @@ def train_project_job(project_id: int) -> dict[str, Any]:
     from rq import get_current_job
 
     from rlthf_backend.jobs import status
-    from rlthf_backend.jobs.queue import claim_pending, force_round_key
+    from rlthf_backend.jobs.queue import claim_pending, force_round_key, wait_for_quiet
 
     settings = get_settings()
     job = get_current_job()
     redis = job.connection
     t0 = time.perf_counter()
     started = time.time()
-    forced = claim_pending(redis, project_id, job.id)
-    status.clear(redis, project_id, "queued")
 
     def on_stage(stage: str) -> None:
         log.info("project %s: %s", project_id, stage)
-        status.record(redis, project_id, "running", job_id=job.id, started_at=started, stage=stage)
+        status.record(redis, project_id, "running", {"job_id": job.id, "started_at": started, "stage": stage})
+
+    on_stage("waiting for annotations to settle")
+    waited = wait_for_quiet(redis, project_id, settings.debounce_seconds, settings.debounce_max_seconds)
+    forced = claim_pending(redis, project_id, job.id)
+    status.clear(redis, project_id, "queued")
 
     on_stage("waiting for the project lock")
     lock = redis.lock(f"rlthf:project:{int(project_id)}:lock", timeout=settings.job_timeout + 60,
@@ -368,12 +371,13 @@ def train_project_job(project_id: int) -> dict[str, Any]:
             raise TrainingError(f"project {project_id}: another training held the lock for too long")
         try:
             outcome = run_training(settings, project_id, force_round=forced, on_stage=on_stage, started_at=t0)
+            outcome.seconds["debounce"] = round(waited, 3)
         finally:
             lock.release()
     except Exception as exc:
-        status.record(redis, project_id, "last_failed", job_id=job.id, reason=f"{type(exc).__name__}: {exc}",
-                      started_at=started, seconds=round(time.perf_counter() - t0, 3),
-                      retries_left=job.retries_left)
+        status.record(redis, project_id, "last_failed", {
+            "job_id": job.id, "reason": f"{type(exc).__name__}: {exc}", "started_at": started,
+            "seconds": round(time.perf_counter() - t0, 3), "retries_left": job.retries_left})
         status.clear(redis, project_id, "running")
         if forced:  # the Train click must survive the retry
             redis.set(force_round_key(project_id), "retry", ex=settings.job_timeout * 4)
@@ -381,6 +385,6 @@ def train_project_job(project_id: int) -> dict[str, Any]:
         raise
     status.count_job(redis, "finished", time.perf_counter() - t0)
     result = outcome.as_dict()
-    status.record(redis, project_id, "last_finished", job_id=job.id, started_at=started, **result)
+    status.record(redis, project_id, "last_finished", {"job_id": job.id, "started_at": started, **result})
     status.clear(redis, project_id, "running")
     return result

@@ -1,0 +1,87 @@
+"""Throughput of the openai judge against a local fake server, and the cost of cache hits.
+
+Prints pairs/s at concurrency 1, 8 and 16 with a fixed server latency (both orders are asked,
+so each pair is two requests), the speed-up over one request at a time, and the per-pair cost
+of a 100-pair ``judge_many`` served entirely from the judgment cache.
+
+    .venv/bin/python benchmarks/bench_judge.py [--latency-ms 50] [--pairs 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fakes when run as a script
+
+from rlthf_backend.core.judges.cache import CachedJudge, JudgmentCache  # noqa: E402
+from rlthf_backend.core.judges.openai_judge import OpenAIJudge  # noqa: E402
+from rlthf_backend.core.types import Pair  # noqa: E402
+from rlthf_backend.settings import Settings  # noqa: E402
+from tests.fakes.openai_server import Behaviour, FakeOpenAIServer  # noqa: E402
+
+
+def _pairs(n: int, tag: str) -> list[Pair]:
+    return [Pair(f"{tag} question {i}?", f"a fairly complete answer {i}", f"short {i}") for i in range(n)]
+
+
+def throughput(base_url: str, concurrency: int, n_pairs: int) -> float:
+    """Pairs per second judged (both orders) at ``concurrency`` requests in flight."""
+    settings = Settings(judge="openai", openai_base_url=base_url, judge_concurrency=concurrency)
+    judge = OpenAIJudge(settings)
+    judge.judge_many(_pairs(concurrency, "warm-up"))  # connections and threads exist before timing
+    pairs = _pairs(n_pairs, f"c{concurrency}")
+    start = time.perf_counter()
+    results = judge.judge_many(pairs)
+    elapsed = time.perf_counter() - start
+    judge.close()
+    failed = sum(not r.ok for r in results)
+    if failed:
+        raise SystemExit(f"{failed} pairs failed at concurrency {concurrency}: {results[0].reason}")
+    return n_pairs / elapsed
+
+
+def cached_cost(base_url: str, batch: int = 100, repeats: int = 30) -> tuple[float, float]:
+    """(median, best) milliseconds per pair of a ``judge_many`` answered wholly from the cache."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(judge="openai", openai_base_url=base_url, data_dir=Path(tmp))
+        judge = CachedJudge(OpenAIJudge(settings), JudgmentCache(settings.judgment_cache_path))
+        pairs = _pairs(batch, "cached")
+        judge.judge_many(pairs)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            results = judge.judge_many(pairs)
+            times.append(time.perf_counter() - start)
+        assert all(r.extra.get("cached") for r in results)
+        judge.cache.close()
+    return statistics.median(times) / batch * 1000, min(times) / batch * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="fake server latency per request")
+    parser.add_argument(
+        "--pairs", type=int, default=120, help="pairs per concurrent run (concurrency 1 uses a third)"
+    )
+    args = parser.parse_args()
+
+    with FakeOpenAIServer(Behaviour(latency_ms=args.latency_ms)) as server:
+        print(f"fake server latency {args.latency_ms:g} ms, both orders (2 requests per pair)")
+        serial = throughput(server.base_url, 1, max(args.pairs // 3, 10))
+        print(f"concurrency  1: {serial:7.2f} pairs/s")
+        for c in (8, 16):
+            rate = throughput(server.base_url, c, args.pairs)
+            print(f"concurrency {c:2d}: {rate:7.2f} pairs/s  ({rate / serial:.1f}x concurrency 1)")
+        median, best = cached_cost(server.base_url)
+        print(f"cached judge_many, 100-pair batch: {median:.4f} ms/pair median, {best:.4f} ms/pair best")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The judge prompt: rendering, truncation, strict answer parsing, and what goes into configs."""
+
+from __future__ import annotations
+
+import re
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from rlthf_backend.core.judges.openai_judge import OpenAIJudge, answer_probability
+from rlthf_backend.core.judges.prompt import (
+    DEFAULT_TEMPLATE,
+    load_template,
+    parse_verdict,
+    render,
+    truncate,
+)
+from rlthf_backend.settings import DEFAULT_CRITERIA, Settings
+
+
+def _render(template: str = DEFAULT_TEMPLATE, max_chars: int = 1000, **texts: str):
+    values = {"criteria": "accuracy", "prompt": "P", "response_1": "R1", "response_2": "R2", **texts}
+    return render(template, max_chars=max_chars, **values)
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def test_default_template_contains_every_text_in_order():
+    out = _render(prompt="What is 2+2?", response_1="four", response_2="five")
+    text = out.text
+    assert "accuracy" in text
+    assert text.index("What is 2+2?") < text.index("four") < text.index("five")
+    assert "{" not in text.replace("{prompt}", "")  # no placeholder left behind
+    assert out.truncated is False
+
+
+def test_braces_in_user_texts_are_copied_verbatim():
+    code = 'def f(d): return {"response_1": d["{prompt}"]}'
+    out = _render(prompt=code, response_1="{criteria}", response_2="{}")
+    assert code in out.text
+    # A placeholder spelled inside a user's text is not substituted a second time.
+    assert "[Response A]\n{criteria}\n" in out.text
+    assert "[Response B]\n{}\n" in out.text
+
+
+def test_custom_template_file_with_literal_braces(tmp_path):
+    path = tmp_path / "judge.txt"
+    path.write_text(
+        'Return JSON like {"x": 1}.\n{criteria}|{prompt}|{response_1}|{response_2}', encoding="utf-8"
+    )
+    template = load_template(path)
+    out = _render(template, prompt="p", response_1="one", response_2="two")
+    assert out.text == 'Return JSON like {"x": 1}.\naccuracy|p|one|two'
+
+
+def test_template_without_a_response_placeholder_is_rejected(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_text("{prompt} {response_1}", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"\{response_2\}"):
+        load_template(path)
+
+
+def test_no_template_file_means_the_default():
+    assert load_template(None) == DEFAULT_TEMPLATE
+
+
+# --- truncation --------------------------------------------------------------------------------
+
+
+def test_truncate_keeps_short_text_and_cuts_long_text_to_the_limit():
+    assert truncate("abc", 3) == ("abc", False)
+    text = "H" * 800 + "M" * 5000 + "T" * 400
+    cut, flagged = truncate(text, 1000)
+    assert flagged is True
+    assert len(cut) <= 1000
+    assert cut.startswith("H" * 500) and cut.endswith("T" * 100)  # head and tail both survive
+    head, marker, tail = re.match(r"(H*)(\n\[\.\.\. (\d+) characters omitted \.\.\.\]\n)(T*)$", cut).group(
+        1, 3, 4
+    )
+    assert len(head) + int(marker) + len(tail) == len(text)  # the marker counts exactly what was dropped
+
+
+def test_a_megabyte_input_is_truncated_quickly_and_flagged():
+    huge = "x" * 1_000_000 + "THE END"
+    start = time.perf_counter()
+    out = _render(response_2=huge, max_chars=12_000)
+    elapsed = time.perf_counter() - start
+    assert out.truncated is True
+    assert len(out.text) < 12_000 + len(DEFAULT_TEMPLATE) + 100
+    assert "THE END" in out.text
+    assert elapsed < 0.5
+
+
+def test_tiny_limits_still_respect_the_limit():
+    cut, flagged = truncate("abcdefghijklmnopqrstuvwxyz" * 10, 5)
+    assert flagged and cut == "abcde"
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer, letter",
+    [
+        ("Preference: A", "A"),
+        ("B is more accurate.\nPreference: B", "B"),
+        ("Reasoning...\n\n**Preference:** B\n", "B"),
+        ("Reasoning...\npreference: a.", "A"),
+        ("Reasoning...\nPreference: [B]", "B"),
+        ("Reasoning...\n  Preference:A  ", "A"),
+    ],
+)
+def test_verdict_lines_that_parse(answer, letter):
+    parsed = parse_verdict(answer)
+    assert parsed.letter == letter
+    assert parsed.reason is None
+    assert answer[parsed.letter_offset].upper() == letter
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Response A is better.",  # no verdict line
+        "Preference: A\nThank you for asking!",  # verdict not on the last line
+        "Preference: C",
+        "Preference: A or B",
+        "Preference: tie",
+        "Preference: Both",
+        "My preference: A",
+        "Preference: AB",
+    ],
+)
+def test_anything_else_fails_with_an_excerpt(answer):
+    parsed = parse_verdict(answer)
+    assert parsed.letter is None
+    assert "Preference: A" in parsed.reason
+    assert answer.strip().splitlines()[-1][-20:] in parsed.reason
+
+
+@pytest.mark.parametrize("answer", [None, "", "  \n "])
+def test_empty_answers_fail(answer):
+    parsed = parse_verdict(answer)
+    assert parsed.letter is None and parsed.reason == "empty answer"
+
+
+def test_long_garbage_is_quoted_only_briefly():
+    parsed = parse_verdict("blah " * 1000)
+    assert len(parsed.reason) < 200
+
+
+# --- logprobs at the answer token --------------------------------------------------------------
+
+
+def _tok(token, logprob, alts=()):
+    return SimpleNamespace(
+        token=token,
+        logprob=logprob,
+        top_logprobs=[SimpleNamespace(token=t, logprob=lp) for t, lp in alts],
+    )
+
+
+def test_answer_probability_reads_the_alternatives_at_the_letter():
+    import math
+
+    content = "A is right.\nPreference: A"
+    tokens = [
+        _tok("A", -0.1, [("A", -0.1)]),  # an "A" earlier in the text must not be used
+        _tok(" is right.\n", -0.1),
+        _tok("Preference:", -0.1),
+        _tok(
+            " A",
+            math.log(0.6),
+            [(" A", math.log(0.6)), (" B", math.log(0.2)), ("A", math.log(0.1)), (" C", -3)],
+        ),
+    ]
+    p = answer_probability(SimpleNamespace(content=tokens), content, parse_verdict(content).letter_offset)
+    assert p == pytest.approx(0.7 / 0.9)
+
+
+def test_answer_probability_without_usable_logprobs_is_none():
+    content = "Preference: A"
+    assert answer_probability(SimpleNamespace(content=[]), content, 12) is None
+    tokens = [_tok("Preference:", -0.1), _tok(" A", -0.1, [(" X", -0.1)])]
+    assert answer_probability(SimpleNamespace(content=tokens), content, 12) is None
+
+
+# --- config: everything that changes verdicts changes the fingerprint --------------------------
+
+
+def _fingerprint(tmp_path, **overrides):
+    settings = Settings(
+        judge="openai", openai_base_url="http://127.0.0.1:9/v1", data_dir=tmp_path, **overrides
+    )
+    return OpenAIJudge(settings).fingerprint()
+
+
+def test_fingerprint_follows_everything_that_changes_verdicts(tmp_path):
+    template = tmp_path / "t.txt"
+    template.write_text("{criteria}\n{prompt}\n{response_1}\n{response_2}", encoding="utf-8")
+    base = _fingerprint(tmp_path)
+    assert base == _fingerprint(tmp_path)  # stable
+    assert base == _fingerprint(tmp_path, judge_concurrency=3, judge_timeout=5)  # speed knobs don't count
+    variants = [
+        {"openai_model": "other-model"},
+        {"judge_criteria": "brevity"},
+        {"judge_both_orders": False},
+        {"judge_max_chars": 100},
+        {"judge_prompt_file": template},
+        {"openai_logprobs": False},
+    ]
+    prints = {_fingerprint(tmp_path, **v) for v in variants}
+    assert base not in prints and len(prints) == len(variants)
+    assert DEFAULT_CRITERIA  # the default criteria are in the default config
+    assert OpenAIJudge(Settings(openai_base_url="http://x/v1")).config()["criteria"] == DEFAULT_CRITERIA
