@@ -59,8 +59,8 @@ def enqueue_training(
 ) -> Enqueued:
     """Queue a training of ``project_id`` unless one is already queued (then join it)."""
     redis.set(last_event_key(project_id), time.time(), ex=24 * 3600)
-    if force_round:
-        redis.set(force_round_key(project_id), reason, ex=settings.job_timeout * 4)
+    if force_round:  # a unique value, so a job clears only the click it served
+        redis.set(force_round_key(project_id), f"{reason}:{uuid.uuid4().hex[:8]}", ex=settings.job_timeout * 4)
     job_id = f"train-p{int(project_id)}-{uuid.uuid4().hex[:12]}"
     if not redis.set(pending_key(project_id), job_id, nx=True, ex=settings.job_timeout * 2):
         existing = redis.get(pending_key(project_id))
@@ -98,16 +98,23 @@ def wait_for_quiet(redis: Redis, project_id: int, quiet_s: float, max_wait_s: fl
         time.sleep(poll_s)
 
 
-def claim_pending(redis: Redis, project_id: int, job_id: str) -> bool:
+def claim_pending(redis: Redis, project_id: int, job_id: str) -> str | None:
     """Called by a starting job: from now on, new events queue a new training behind this one.
 
-    Returns whether a Train click was waiting (the job must then run a curation round).
+    Returns the waiting Train click, if any (the job must then run a curation round, and pass
+    the value to :func:`clear_force_round` once it succeeded: a killed job leaves it for its retry).
     """
     pipe = redis.pipeline()
     pipe.get(pending_key(project_id))
-    pipe.getdel(force_round_key(project_id))
+    pipe.get(force_round_key(project_id))
     pending, forced = pipe.execute()
     pending = pending.decode() if isinstance(pending, bytes) else pending
     if pending == job_id:
         redis.delete(pending_key(project_id))
-    return forced is not None
+    return forced.decode() if isinstance(forced, bytes) else forced
+
+
+def clear_force_round(redis: Redis, project_id: int, served: str) -> None:
+    """Forget the Train click a successful job served (not one that came in meanwhile)."""
+    if redis.get(force_round_key(project_id)) in (served, served.encode()):
+        redis.delete(force_round_key(project_id))

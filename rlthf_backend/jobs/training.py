@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 from rlthf_backend.core.curation import CurationState, JudgeEvidence, RoundPlan, plan_round
@@ -164,9 +165,12 @@ def run_training(
 
     on_stage("reading Label Studio")
     ls = make_client(settings)
-    project = ls.projects.get(id=project_id)
-    config = parse_label_config(project.label_config)
-    pool = build_pool(config, iter_tasks(ls, project_id))
+    try:
+        project = ls.projects.get(id=project_id)
+        config = parse_label_config(project.label_config)
+        pool = build_pool(config, iter_tasks(ls, project_id))
+    except httpx.TransportError as exc:
+        raise TrainingError(f"Label Studio unreachable at {settings.label_studio_url}: {exc}") from exc
     if len(pool) < 2:
         raise TrainingError(f"project {project_id} has {len(pool)} usable pair(s); at least 2 are needed")
     lap("read")
@@ -346,7 +350,7 @@ def train_project_job(project_id: int) -> dict[str, Any]:
     from rq import get_current_job
 
     from rlthf_backend.jobs import status
-    from rlthf_backend.jobs.queue import claim_pending, force_round_key, wait_for_quiet
+    from rlthf_backend.jobs.queue import claim_pending, clear_force_round, wait_for_quiet
 
     settings = get_settings()
     job = get_current_job()
@@ -370,7 +374,9 @@ def train_project_job(project_id: int) -> dict[str, Any]:
         if not lock.acquire():
             raise TrainingError(f"project {project_id}: another training held the lock for too long")
         try:
-            outcome = run_training(settings, project_id, force_round=forced, on_stage=on_stage, started_at=t0)
+            outcome = run_training(settings, project_id, force_round=bool(forced), on_stage=on_stage, started_at=t0)
+            if forced:
+                clear_force_round(redis, project_id, forced)
             outcome.seconds["debounce"] = round(waited, 3)
         finally:
             lock.release()
@@ -379,8 +385,6 @@ def train_project_job(project_id: int) -> dict[str, Any]:
             "job_id": job.id, "reason": f"{type(exc).__name__}: {exc}", "started_at": started,
             "seconds": round(time.perf_counter() - t0, 3), "retries_left": job.retries_left})
         status.clear(redis, project_id, "running")
-        if forced:  # the Train click must survive the retry
-            redis.set(force_round_key(project_id), "retry", ex=settings.job_timeout * 4)
         status.count_job(redis, "failed", time.perf_counter() - t0)
         raise
     status.count_job(redis, "finished", time.perf_counter() - t0)

@@ -191,7 +191,7 @@ def test_annotation_storm_collapses_into_few_trainings(ls, backend, worker, loop
 
     hooks_before = backend.metric("rlthf_webhooks_total", action="ANNOTATION_CREATED")
     ok_before = backend.metric("rlthf_http_requests_total", endpoint="/webhook", method="POST", status="200")
-    jobs_before = backend.metric("rlthf_jobs_finished")
+    jobs_before = backend.metric("rlthf_jobs_finished_total")
     t0 = time.time()
 
     def annotate(task) -> None:
@@ -207,6 +207,6 @@ def test_annotation_storm_collapses_into_few_trainings(ls, backend, worker, loop
                30, "200 ANNOTATION_CREATED webhooks")
     assert backend.metric("rlthf_http_requests_total", endpoint="/webhook", method="POST", status="200") - ok_before >= 200
     time.sleep(3)  # nothing else may still be coming
-    runs = backend.metric("rlthf_jobs_finished") - jobs_before
+    runs = backend.metric("rlthf_jobs_finished_total") - jobs_before
     assert 1 <= runs <= 3, runs
     assert finished_jobs(backend, project_id)["last_finished"]["human_labels"] == 200
