@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     queue_name: str = Field("rlthf", description="RQ queue the training jobs go to.")
     job_timeout: int = Field(3600, gt=0, description="Seconds a training job may run before RQ stops it.")
     job_retries: int = Field(3, ge=0, description="Retries of a failed training job (backoff 10 s, 60 s, 300 s...).")
+    debounce_seconds: float = Field(
+        2.0, ge=0, description="A queued training starts once no label event came for this long (bursts collapse)."
+    )
+    debounce_max_seconds: float = Field(
+        60.0, ge=0, description="Longest a picked-up training waits for that quiet moment."
+    )
 
     # --- Server -----------------------------------------------------------------------------
     log_level: str = Field("INFO", description="Python logging level.")
