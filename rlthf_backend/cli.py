@@ -68,11 +68,20 @@ def worker(workers: int, burst: bool) -> None:
 @click.option("--round", "force_round", is_flag=True, help="run a curation round even if none is due")
 def train(project_id: int, force_round: bool) -> None:
     """Run one training of a project here and now (the job the webhooks queue)."""
+    import contextlib
     import json
 
     from rlthf_backend.jobs.training import run_training
 
-    outcome = run_training(get_settings(), project_id, force_round=force_round)
+    settings = get_settings()
+    guard = contextlib.nullcontext()
+    if settings.redis_url:  # do not overlap a worker's training of the same project
+        from rlthf_backend.jobs.connection import redis_from_settings
+        from rlthf_backend.jobs.queue import project_lock
+
+        guard = project_lock(redis_from_settings(settings), settings, project_id)
+    with guard:
+        outcome = run_training(settings, project_id, force_round=force_round)
     click.echo(json.dumps(outcome.as_dict(), indent=1, default=str))
 
 

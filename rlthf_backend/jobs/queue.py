@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from redis import Redis
@@ -118,3 +120,20 @@ def clear_force_round(redis: Redis, project_id: int, served: str) -> None:
     """Forget the Train click a successful job served (not one that came in meanwhile)."""
     if redis.get(force_round_key(project_id)) in (served, served.encode()):
         redis.delete(force_round_key(project_id))
+
+
+class ProjectBusy(RuntimeError):
+    pass
+
+
+@contextmanager
+def project_lock(redis: Redis, settings: Settings, project_id: int) -> Iterator[None]:
+    """One training per project at a time, across every worker on every machine."""
+    lock = redis.lock(f"rlthf:project:{int(project_id)}:lock", timeout=settings.job_timeout + 60,
+                      blocking_timeout=settings.job_timeout)
+    if not lock.acquire():
+        raise ProjectBusy(f"project {project_id}: another training held the lock for {settings.job_timeout} s")
+    try:
+        yield
+    finally:
+        lock.release()

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from rq import get_current_job
 
 from rlthf_backend.core.curation import CurationState, JudgeEvidence, RoundPlan, plan_round
 from rlthf_backend.core.curation.fused import FusedConfig, fused_training_weights
@@ -27,6 +28,8 @@ from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE
 from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.reward import make_reward_model
 from rlthf_backend.core.reward.base import RewardModel
+from rlthf_backend.jobs import status
+from rlthf_backend.jobs.queue import claim_pending, clear_force_round, project_lock, wait_for_quiet
 from rlthf_backend.labelstudio.client import iter_tasks, make_client
 from rlthf_backend.labelstudio.config import parse_label_config
 from rlthf_backend.labelstudio.pool import ProjectPool, build_pool
@@ -347,11 +350,6 @@ def _append_round_log(registry: ModelRegistry, project_id: int, version: str, ou
 
 def train_project_job(project_id: int) -> dict[str, Any]:
     """The RQ job: claim the pending slot, take the project's lock, train, record the status."""
-    from rq import get_current_job
-
-    from rlthf_backend.jobs import status
-    from rlthf_backend.jobs.queue import claim_pending, clear_force_round, wait_for_quiet
-
     settings = get_settings()
     job = get_current_job()
     redis = job.connection
@@ -368,18 +366,12 @@ def train_project_job(project_id: int) -> dict[str, Any]:
     status.clear(redis, project_id, "queued")
 
     on_stage("waiting for the project lock")
-    lock = redis.lock(f"rlthf:project:{int(project_id)}:lock", timeout=settings.job_timeout + 60,
-                      blocking_timeout=settings.job_timeout)
     try:
-        if not lock.acquire():
-            raise TrainingError(f"project {project_id}: another training held the lock for too long")
-        try:
+        with project_lock(redis, settings, project_id):
             outcome = run_training(settings, project_id, force_round=bool(forced), on_stage=on_stage, started_at=t0)
-            if forced:
-                clear_force_round(redis, project_id, forced)
-            outcome.seconds["debounce"] = round(waited, 3)
-        finally:
-            lock.release()
+        if forced:
+            clear_force_round(redis, project_id, forced)
+        outcome.seconds["debounce"] = round(waited, 3)
     except Exception as exc:
         status.record(redis, project_id, "last_failed", {
             "job_id": job.id, "reason": f"{type(exc).__name__}: {exc}", "started_at": started,
