@@ -174,3 +174,42 @@ def test_basic_auth_backend_fixes_its_webhook_and_receives_events(ls, label_stud
                    20, "the authenticated webhook")
     finally:
         server.stop()
+
+
+def test_openai_judge_through_label_studio(ls, label_studio, rows, tmp_path):
+    """A paid API cannot run here: a real local HTTP server speaks the chat-completions protocol."""
+    from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
+
+    with FakeOpenAIServer(Behaviour(latency_ms=20, fail_first=[429, 500])) as fake:
+        server = start_backend(tmp_path, {
+            "RLTHF_JUDGE": "openai", "RLTHF_OPENAI_BASE_URL": fake.base_url, "RLTHF_OPENAI_API_KEY": "test",
+            "RLTHF_OPENAI_MODEL": "judge-7b", "LABEL_STUDIO_URL": label_studio.url,
+            "LABEL_STUDIO_API_KEY": label_studio.token,
+        })
+        try:
+            project_id = _project(ls, "choices.xml", rows[:6], "openai judge")
+            ls.ml.create(project=project_id, url=server.url, title="rlthf")
+            ls.actions.create(id="retrieve_tasks_predictions", project=project_id,
+                              selected_items={"all": True, "excluded": []})
+            tasks = _tasks(ls, project_id)
+            assert all(len(t["predictions"]) == 1 for t in tasks)
+            for task in tasks:
+                [pred] = task["predictions"]
+                assert "judge-openai-judge-7b" in pred["model_version"]
+                # The fake prefers the longer response; the judge asked both orders and used logprobs.
+                d = task["data"]
+                longer = "A" if len(d["answer1"]) > len(d["answer2"]) else "B"
+                assert pred["result"][0]["value"]["choices"] == [longer]
+                assert 0.5 < pred["score"] < 1.0
+            assert fake.stats.requests == 2 * 6 + 2  # both orders per pair, plus the two failures retried
+
+            # Judgments are cached: a second project with the same pairs costs no request.
+            before = fake.stats.requests
+            again = _project(ls, "choices.xml", rows[:6], "openai judge again")
+            ls.ml.create(project=again, url=server.url, title="rlthf")
+            ls.actions.create(id="retrieve_tasks_predictions", project=again,
+                              selected_items={"all": True, "excluded": []})
+            assert all(len(t["predictions"]) == 1 for t in _tasks(ls, again))
+            assert fake.stats.requests == before
+        finally:
+            server.stop()
