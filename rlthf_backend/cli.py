@@ -37,6 +37,11 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the ML backend (Flask app under gunicorn)."""
     from rlthf_backend.server.gunicorn import run_gunicorn
 
+    if not get_settings().redis_url and workers > 1:
+        logging.getLogger(__name__).warning(
+            "REDIS_URL is not set: embedded mode keeps the job queue in one process, so one worker is used "
+            "(asked for %d); set REDIS_URL and run `rlthf-backend worker` to scale out", workers)
+        workers = 1
     run_gunicorn(host=host, port=port, workers=workers, threads=threads)
 
 
@@ -139,6 +144,49 @@ def simulate(
         rm_options=overrides,
         quiet=quiet,
     )
+
+
+@main.command()
+@click.option("--project", "project_id", required=True, type=int, help="Label Studio project id")
+@click.option("--format", "fmt", required=True, type=click.Choice(["trl", "jsonl", "parquet", "hf", "csv"]),
+              help="trl: prompt/chosen/rejected(/margin) JSONL; jsonl/parquet/csv: every provenance field; "
+              "hf: a `datasets` folder with a dataset card")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="file (a folder for hf)")
+@click.option("--include-dropped", is_flag=True, help="keep the pairs the engine dropped (marked `dropped`)")
+@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=None,
+              help="only pairs whose estimated P(label right) is at least this")
+@click.option("--conversational", is_flag=True, help="trl: chat messages instead of plain text")
+@click.option("--push-to-hub", "push_repo", default=None, metavar="REPO",
+              help="hf: also upload to this Hub dataset repo (needs HF_TOKEN)")
+def export(project_id: int, fmt: str, out: Path, include_dropped: bool, min_confidence: float | None,
+           conversational: bool, push_repo: str | None) -> None:
+    """Export the curated dataset of a project, one row per pair with its provenance."""
+    from rlthf_backend.export import ExportError, curated_dataset, write_dataset
+    from rlthf_backend.export.writers import check_options
+
+    settings = get_settings()
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    try:
+        check_options(fmt, conversational, push_repo, token)  # before reading anything
+        data = curated_dataset(settings, project_id, include_dropped=include_dropped, min_confidence=min_confidence)
+        written = write_dataset(data, fmt, out, conversational=conversational, push_repo=push_repo, hub_token=token)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(data.describe())
+    click.echo(f"wrote {written} rows to {out} ({fmt}{', conversational' if conversational else ''})")
+
+
+@main.command()
+@click.option("--project", "project_id", required=True, type=int, help="Label Studio project id")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def report(project_id: int, out: Path) -> None:
+    """Write the project's curation report: one self-contained HTML page."""
+    from rlthf_backend.report import build_report
+
+    html = build_report(get_settings(), project_id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    click.echo(f"wrote {out} ({len(html) // 1024} KiB)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from rlthf_backend.jobs import status
 from rlthf_backend.jobs.connection import CircuitBreaker, RedisUnavailable, redis_from_settings
+from rlthf_backend.jobs.embedded import embedded_redis
 from rlthf_backend.jobs.queue import Enqueued, enqueue_training
 from rlthf_backend.settings import Settings
 
@@ -51,12 +52,12 @@ class TrainingDispatcher:
         self._redis: Redis | None = None
 
     @property
-    def enabled(self) -> bool:
-        return bool(self.settings.redis_url)
+    def embedded(self) -> bool:
+        return not self.settings.redis_url
 
     def _call(self, fn: Callable[[Redis], T]) -> T:
-        if not self.enabled:
-            raise RedisUnavailable("REDIS_URL is not set: no job queue")
+        if self.embedded:
+            return fn(embedded_redis(self.settings))
         if self.breaker.open:
             raise RedisUnavailable(f"Redis unreachable ({self.breaker.last_error}); retrying shortly")
         try:
@@ -83,8 +84,9 @@ class TrainingDispatcher:
         return self._call(status.job_counters)
 
     def health(self) -> dict[str, Any]:
-        if not self.enabled:
-            return {"mode": "disabled", "ok": False, "detail": "REDIS_URL is not set: webhooks are not turned into trainings"}
+        if self.embedded:
+            return {"mode": "embedded", "ok": True,
+                    "detail": "REDIS_URL is not set: trainings run in this process (one gunicorn worker)"}
         try:
             self._call(lambda r: r.ping())
             return {"mode": "redis", "ok": True}

@@ -149,3 +149,25 @@ def _sample(client, key: str) -> float:
         if line.startswith(key + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def test_embedded_mode_runs_jobs_in_process_through_the_same_queue(tmp_path):
+    """No REDIS_URL: the webhook queues on an in-memory Redis and a worker thread runs the job."""
+    import time
+
+    settings = Settings(judge="precomputed", data_dir=tmp_path, debounce_seconds=0, job_retries=0,
+                        queue_name=f"embedded-test-{tmp_path.name}", _env_file=None)
+    client = create_app(settings).test_client()
+    assert client.get("/health").json["jobs"]["mode"] == "embedded"
+    r = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 5}})
+    assert r.status_code == 200 and r.json["status"] == "queued"
+    again = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 5}, "annotation": {"id": 1}})
+    assert again.json["job_id"] == r.json["job_id"] or again.json["coalesced"] is False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        failed = client.get("/jobs?project=5").json["last_failed"]
+        if failed:
+            break
+        time.sleep(0.1)
+    # No Label Studio token is configured: the job ran, failed, and says why.
+    assert failed and "LABEL_STUDIO_API_KEY is not set" in failed["reason"]
