@@ -157,6 +157,7 @@ def run_training(
 ) -> TrainingOutcome:
     """One training of one project, from Label Studio's current state. Callers hold the lock."""
     t_start = started_at if started_at is not None else time.perf_counter()
+    trained_from = time.time()
     seconds: dict[str, float] = {}
     mark = time.perf_counter()
 
@@ -237,7 +238,8 @@ def run_training(
         write_version,
         meta={"reward_model": settings.reward_model, "strategy": settings.strategy, "round": plan is not None,
               "round_index": plan.round_index if plan else None, "pool_size": len(pool),
-              "human_labels": pool.n_human, "fit_seconds": fit.seconds},
+              "human_labels": pool.n_human, "fit_seconds": fit.seconds,
+              "trained_from": trained_from, "trained_until": time.time()},
     )
     lap("publish")
 
