@@ -6,14 +6,20 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 9090
+LS_PORT ?= 8080
 PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rlthf-installed
 
-.PHONY: run test test-unit test-integration install label-studio bench clean
+.PHONY: run serve test test-unit test-integration install label-studio bench clean
 
+# The one-command demo: Label Studio + the backend + a project of real pairs (Ctrl-C stops all).
 run: install
+	$(BIN)/rlthf-backend demo --ls-port $(LS_PORT) --port $(PORT)
+
+# Only the backend, for a Label Studio you run yourself.
+serve: install
 	$(BIN)/rlthf-backend serve --host $(HOST) --port $(PORT)
 
 test: install label-studio
@@ -38,7 +44,7 @@ $(STAMP): pyproject.toml
 
 # Label Studio 1.23.2 in its own virtualenv (it pins label-studio-sdk and Django), cached in ~/.cache.
 label-studio: install
-	$(BIN)/python -c "from tests.support.label_studio import ensure_label_studio_installed as f; print(f())"
+	$(BIN)/python -c "from tests.support.label_studio import ensure_label_studio_installed as f, ls_venv_path as p; print(f(p()))"
 
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -91,6 +91,19 @@ def train(project_id: int, force_round: bool) -> None:
 
 
 @main.command()
+@click.option("--ls-port", default=8080, show_default=True, type=int, help="Label Studio's port")
+@click.option("--port", default=9090, show_default=True, type=int, help="the backend's port")
+def demo(ls_port: int, port: int) -> None:
+    """Label Studio + this backend + a project of real pairs, pre-labelled, on this machine."""
+    from rlthf_backend.demo.run import DemoError, run_demo
+
+    try:
+        run_demo(get_settings(), ls_port=ls_port, backend_port=port)
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--judge", "judge_key", default=None, help="judge key in judged-pairs files (default: strongest present)")
 @click.option("--strategy", "strategies", multiple=True, help="strategy to run (repeatable; default: all)")

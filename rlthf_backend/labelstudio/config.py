@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from rlthf_backend.core.types import Label
+
+#: The shipped configs (``label_config/`` at the top of the repo links here).
+CONFIG_DIR = Path(__file__).resolve().parent / "label_configs"
 
 ConfigKind = Literal["pairwise", "choices"]
 
@@ -177,3 +181,8 @@ def _pick_prompt(candidates: list[str], texts: dict[str, str]) -> str:
     raise LabelConfigError(
         f"several <Text> tags could be the prompt ({candidates}); name one of them 'prompt'"
     )
+
+
+def shipped_config(name: str) -> str:
+    """The XML of a shipped config: ``"pairwise"`` or ``"choices"``."""
+    return (CONFIG_DIR / f"{name}.xml").read_text(encoding="utf-8")

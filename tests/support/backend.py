@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from tests.support.processes import ManagedProcess, free_port, wait_until
+from rlthf_backend.demo.processes import ManagedProcess, free_port, rlthf_backend_exe, wait_until
 
 
 @dataclass
@@ -42,11 +40,6 @@ class BackendServer:
 
     def stop(self) -> None:
         self.process.stop()
-
-
-def rlthf_backend_exe() -> str:
-    exe = Path(sys.executable).parent / "rlthf-backend"
-    return str(exe) if exe.exists() else (shutil.which("rlthf-backend") or "rlthf-backend")
 
 
 def start_backend(workdir: Path, env_overrides: dict[str, str], workers: int = 2) -> BackendServer:

@@ -1,0 +1,315 @@
+"""The embedding reward model: frozen sentence-encoder features and small Bradley-Terry heads.
+
+The encoder never trains, so every text is embedded once (and cached on disk); a refit only
+trains the heads, which takes seconds on a CPU for 10k pairs. That makes it the reward model
+for the RLTHF loop, which refits after every round and wants cross-fitted and ensembled margins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlthf_backend.core.reward import bt_head
+from rlthf_backend.core.reward.base import FitReport, RewardModel
+from rlthf_backend.core.reward.encoder import DEFAULT_ENCODER, TextEncoder, torch_threads
+from rlthf_backend.core.reward.features import block_dim, build_features
+from rlthf_backend.core.reward.manifest import read_manifest, write_manifest
+from rlthf_backend.core.types import Pair
+
+_PARAMS_FILE = "head.npz"
+#: Config fields that change where or how fast the model runs, not what it computes.
+RUNTIME_FIELDS = ("cache_dir", "device", "encode_batch_size", "num_threads")
+
+
+@dataclass
+class EmbeddingRewardConfig:
+    """Every knob of :class:`EmbeddingRewardModel`.
+
+    Encoder (frozen):
+        encoder: sentence-transformers model id, local folder, or "all-MiniLM-L6-v2" (the
+            packaged copy; never downloaded).
+        max_seq_length: tokens kept per text by the encoder.
+        cache_dir: folder of the disk embedding cache; None for
+            ``~/.cache/rlthf-backend/embeddings``. Not part of the fitted model: a loaded model
+            may be given another.
+        device: torch device of the encoder ("cpu", "cuda", ...). Heads always train on CPU.
+        encode_batch_size: texts per encoder forward pass.
+        num_threads: torch intra-op threads for encoding and head training: an int, None
+            (torch's default: all cores) or "auto" (the cores other processes leave idle; on a
+            shared, busy CPU this is up to 3x faster, see ``encoder.resolve_threads``).
+
+    Features:
+        features: feature blocks per (prompt, response), see :mod:`.features`.
+        standardize: scale each feature to unit variance (over the training rows) so one L2
+            coefficient suits every block.
+
+    Head:
+        head: "linear" (r = w.x) or "mlp" (linear plus a one-hidden-layer GELU MLP).
+        hidden_size: MLP width.
+        n_ensemble: heads trained on bootstrap resamples; ``margins`` is their mean and
+            ``member_margins`` gives each. 1 trains one head on the data as given.
+        bootstrap: resample per member (Poisson(1) counts); False trains every member on the
+            same data (only the MLP's random init then differs).
+        optimizer: "lbfgs" (full batch, deterministic; best for the convex linear head) or
+            "adam" (full batch).
+        epochs: optimiser steps over the full batch (L-BFGS iterations).
+        lr: step size (L-BFGS: initial step scale, 1.0 is right).
+        weight_decay: L2 coefficient, relative to the weighted mean log-loss; used as given
+            when ``tune_weight_decay`` is off.
+        tune_weight_decay: choose the L2 coefficient from ``weight_decay_grid`` by
+            ``cv_folds``-fold cross-validated log-loss of a linear head on the training pairs
+            (the best value differs a lot between datasets: a few seconds per fit on 10k pairs).
+        weight_decay_grid, cv_folds: the candidates and the folds of that choice.
+        mlp_weight_decay: L2 coefficient of the MLP weights (None: the same as the linear part).
+        label_smoothing: epsilon of label smoothing; >0 hedges against noisy (LLM) labels.
+        seed: fixes bootstrap draws and MLP initialisation: same data and seed, same model.
+    """
+
+    encoder: str = DEFAULT_ENCODER
+    max_seq_length: int = 256
+    cache_dir: str | None = None
+    device: str = "cpu"
+    encode_batch_size: int = 32
+    num_threads: int | str | None = None
+
+    features: tuple[str, ...] = ("response", "product", "length")
+    standardize: bool = True
+
+    head: str = "linear"
+    hidden_size: int = 64
+    n_ensemble: int = 5
+    bootstrap: bool = True
+    optimizer: str = "lbfgs"
+    epochs: int = 100
+    lr: float = 1.0
+    weight_decay: float = 0.05
+    tune_weight_decay: bool = True
+    weight_decay_grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+    cv_folds: int = 3
+    mlp_weight_decay: float | None = None
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.features = tuple(self.features)
+        self.weight_decay_grid = tuple(float(x) for x in self.weight_decay_grid)
+        if self.cache_dir is not None:
+            self.cache_dir = str(self.cache_dir)
+        if self.head not in bt_head.HEAD_KINDS:
+            raise ValueError(f"head must be one of {bt_head.HEAD_KINDS}, not {self.head!r}")
+        if self.n_ensemble < 1:
+            raise ValueError("n_ensemble must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["features"] = list(self.features)
+        d["weight_decay_grid"] = list(self.weight_decay_grid)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EmbeddingRewardConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class _Fitted:
+    params: dict[str, np.ndarray]
+    mean: np.ndarray
+    scale: np.ndarray
+    version: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EmbeddingRewardModel(RewardModel):
+    """Bradley-Terry reward model on frozen sentence embeddings of prompt and response.
+
+    ``EmbeddingRewardModel(config, encoder=None, **overrides)``: ``overrides`` replace config
+    fields; ``encoder`` shares an existing :class:`TextEncoder` (and its memory cache).
+    """
+
+    kind = "embedding"
+
+    def __init__(
+        self,
+        config: EmbeddingRewardConfig | None = None,
+        encoder: TextEncoder | None = None,
+        **overrides: Any,
+    ) -> None:
+        base = (config or EmbeddingRewardConfig()).to_dict()
+        unknown = set(overrides) - set(base)
+        if unknown:
+            raise TypeError(f"unknown EmbeddingRewardConfig fields: {sorted(unknown)}")
+        base.update(overrides)
+        self.config = EmbeddingRewardConfig.from_dict(base)
+        self._encoder = encoder
+        self._fitted: _Fitted | None = None
+
+    # ------------------------------------------------------------------ encoder and features
+    @property
+    def encoder(self) -> TextEncoder:
+        """The (lazily built) text encoder; the model itself loads only on a cache miss."""
+        if self._encoder is None:
+            c = self.config
+            self._encoder = TextEncoder(
+                c.encoder, c.max_seq_length, c.cache_dir, c.device, c.encode_batch_size, c.num_threads
+            )
+        return self._encoder
+
+    def pair_features(self, pairs: Sequence[Pair]) -> tuple[np.ndarray, np.ndarray]:
+        """Unstandardised features of responses a and b, each (n, d)."""
+        n = len(pairs)
+        texts = [p.prompt for p in pairs] + [p.response_a for p in pairs] + [p.response_b for p in pairs]
+        emb = self.encoder.encode(texts)
+        ep, ea, eb = emb[:n], emb[n : 2 * n], emb[2 * n :]
+        prompts = [p.prompt for p in pairs]
+        blocks = self.config.features
+        xa = build_features(blocks, ep, ea, prompts, [p.response_a for p in pairs])
+        xb = build_features(blocks, ep, eb, prompts, [p.response_b for p in pairs])
+        return xa, xb
+
+    # ------------------------------------------------------------------ RewardModel API
+    @property
+    def version(self) -> str:
+        return self._fitted.version if self._fitted else ""
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._fitted is not None
+
+    def fit(
+        self,
+        pairs: Sequence[Pair],
+        a_preferred: np.ndarray,
+        weights: np.ndarray | None = None,
+    ) -> FitReport:
+        t0 = time.perf_counter()
+        c = self.config
+        y = np.asarray(a_preferred, dtype=bool).reshape(-1)
+        w = np.ones(len(pairs)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+        if not (len(pairs) == len(y) == len(w)):
+            raise ValueError(f"pairs ({len(pairs)}), a_preferred ({len(y)}) and weights ({len(w)}) differ in length")
+        if np.any(w < 0) or not np.all(np.isfinite(w)):
+            raise ValueError("weights must be finite and >= 0")
+        keep = np.flatnonzero(w > 0)
+        if keep.size == 0:
+            raise ValueError("no pair has a positive weight")
+        kept_pairs = [pairs[i] for i in keep]
+        y, w = y[keep], w[keep]
+
+        with torch_threads(c.num_threads):
+            xa, xb = self.pair_features(kept_pairs)
+            t_features = time.perf_counter()
+            mean, scale = self._standardiser(np.concatenate([xa, xb]))
+            xa, xb = (xa - mean) / scale, (xb - mean) / scale
+
+            sign = np.where(y, 1.0, -1.0)
+            weight_decay, cv_losses = c.weight_decay, None
+            if c.tune_weight_decay and len(w) >= 4 * c.cv_folds:
+                weight_decay, cv_losses = bt_head.select_weight_decay(
+                    xa, xb, sign, w, c.weight_decay_grid, c.cv_folds, c.seed, c.epochs
+                )
+            t_tuned = time.perf_counter()
+            rng = np.random.default_rng(c.seed)
+            if c.n_ensemble > 1 and c.bootstrap:
+                counts = rng.poisson(1.0, size=(c.n_ensemble, len(w)))
+            else:
+                counts = np.ones((c.n_ensemble, len(w)))
+            spec = bt_head.HeadSpec(c.head, c.n_ensemble, xa.shape[1], c.hidden_size)
+            params = bt_head.train_ensemble(
+                spec, xa, xb, sign, w, counts,
+                weight_decay=weight_decay, epochs=c.epochs, lr=c.lr, optimizer=c.optimizer,
+                label_smoothing=c.label_smoothing, seed=c.seed, mlp_weight_decay=c.mlp_weight_decay,
+            )
+            margins = bt_head.predict_margins(params, xa, xb).mean(axis=0)
+        t_end = time.perf_counter()
+        self._fitted = _Fitted(
+            params, mean, scale, self._hash(params, mean, scale), {"weight_decay": weight_decay}
+        )
+        return FitReport(
+            n_pairs=int(keep.size),
+            seconds=t_end - t0,
+            train_accuracy=float(np.mean((margins > 0) == y)),
+            details={
+                "n_excluded": int(len(pairs) - keep.size),
+                "feature_dim": int(xa.shape[1]),
+                "n_members": c.n_ensemble,
+                "weight_decay": weight_decay,
+                "cv_losses": cv_losses,
+                "features_seconds": t_features - t0,
+                "tune_seconds": t_tuned - t_features,
+                "train_seconds": t_end - t_tuned,
+                "version": self.version,
+            },
+        )
+
+    def member_margins(self, pairs: Sequence[Pair]) -> np.ndarray:
+        f = self._require_fitted()
+        if len(pairs) == 0:
+            return np.zeros((self.config.n_ensemble, 0))
+        with torch_threads(self.config.num_threads):
+            xa, xb = self.pair_features(pairs)
+            return bt_head.predict_margins(f.params, (xa - f.mean) / f.scale, (xb - f.mean) / f.scale)
+
+    def margins(self, pairs: Sequence[Pair]) -> np.ndarray:
+        return self.member_margins(pairs).mean(axis=0)
+
+    def save(self, directory: Path) -> None:
+        f = self._require_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / _PARAMS_FILE, _mean=f.mean, _scale=f.scale, **f.params)
+        write_manifest(
+            directory, self.kind, {"config": self.config.to_dict(), "version": f.version, "fit": f.extra}
+        )
+
+    @classmethod
+    def load(cls, directory: Path, encoder: TextEncoder | None = None, **overrides: Any) -> "EmbeddingRewardModel":
+        """Read a saved model; ``overrides`` may change runtime fields (cache_dir, device, ...);
+        names that are no field of this kind are ignored, so callers can pass one set to any kind."""
+        directory = Path(directory)
+        manifest = read_manifest(directory, expected_kind=cls.kind)
+        config = EmbeddingRewardConfig.from_dict({**manifest["config"], **overrides})
+        model = cls(config, encoder=encoder)
+        with np.load(directory / _PARAMS_FILE) as data:
+            arrays = {k: data[k] for k in data.files}
+        mean, scale = arrays.pop("_mean"), arrays.pop("_scale")
+        model._fitted = _Fitted(arrays, mean, scale, manifest["version"], manifest.get("fit", {}))
+        return model
+
+    # ------------------------------------------------------------------ helpers
+    def _standardiser(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.config.standardize:
+            d = rows.shape[1]
+            return np.zeros(d, np.float32), np.ones(d, np.float32)
+        mean = rows.mean(axis=0)
+        # A floor keeps constant columns (e.g. a length feature on a tiny set) from exploding.
+        scale = np.maximum(rows.std(axis=0), 1e-6)
+        return mean.astype(np.float32), scale.astype(np.float32)
+
+    def _hash(self, params: dict[str, np.ndarray], mean: np.ndarray, scale: np.ndarray) -> str:
+        identity = {k: v for k, v in self.config.to_dict().items() if k not in RUNTIME_FIELDS}
+        h = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+        for name in sorted(params):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(params[name]).tobytes())
+        h.update(mean.tobytes())
+        h.update(scale.tobytes())
+        return h.hexdigest()[:16]
+
+    def _require_fitted(self) -> _Fitted:
+        if self._fitted is None:
+            raise RuntimeError("the reward model is not fitted: call fit() or load() first")
+        return self._fitted
+
+    def expected_feature_dim(self, emb_dim: int) -> int:
+        """Feature dimension for an encoder of width ``emb_dim`` under this config."""
+        return sum(block_dim(b, emb_dim) for b in self.config.features)
