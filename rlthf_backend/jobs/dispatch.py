@@ -84,11 +84,21 @@ class TrainingDispatcher:
         return self._call(status.job_counters)
 
     def health(self) -> dict[str, Any]:
-        if self.embedded:
-            return {"mode": "embedded", "ok": True,
-                    "detail": "REDIS_URL is not set: trainings run in this process (one gunicorn worker)"}
+        """The line ``/health`` shows: queue mode, reachability, and what the trainings are doing."""
+        mode = "embedded" if self.embedded else "redis"
         try:
-            self._call(lambda r: r.ping())
-            return {"mode": "redis", "ok": True}
+            projects = self.all_status()
         except RedisUnavailable as exc:
-            return {"mode": "redis", "ok": False, "detail": str(exc)}
+            return {"mode": mode, "ok": False, "detail": str(exc)}
+        line: dict[str, Any] = {"mode": mode, "ok": True}
+        if self.embedded:
+            line["detail"] = "REDIS_URL is not set: trainings run in this process (one gunicorn worker)"
+        line["running"] = sorted(p for p, st in projects.items() if st.get("running"))
+        line["queued"] = sorted(p for p, st in projects.items() if st.get("queued"))
+        failures = [(st["last_failed"]["at"], p, st["last_failed"]["reason"]) for p, st in projects.items()
+                    if st.get("last_failed") and (not st.get("last_finished")
+                                                  or st["last_failed"]["at"] > st["last_finished"]["at"])]
+        if failures:
+            at, project, reason = max(failures)
+            line["last_failure"] = {"project": project, "reason": reason, "at": at}
+        return line

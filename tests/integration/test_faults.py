@@ -135,6 +135,9 @@ def test_label_studio_unreachable_fails_clearly_and_retries(label_studio, tmp_pa
         wait_until(lambda: failed_with(2), 60, "the first failure")
         failed = backend.get("/jobs?project=7").json()["last_failed"]
         assert f"Label Studio unreachable at {dead}" in failed["reason"]
+        health = backend.get("/health").json()["jobs"]
+        assert health["ok"] and health["last_failure"]["project"] == 7
+        assert "Label Studio unreachable" in health["last_failure"]["reason"]
         wait_until(lambda: failed_with(1), 60, "a retry after the backoff")
         assert backend.metric("rlthf_jobs_failed_total") >= 2
         assert backend.get("/jobs?project=7").json()["last_finished"] is None
