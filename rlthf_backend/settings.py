@@ -141,6 +141,13 @@ class Settings(BaseSettings):
         60.0, ge=0, description="Longest a picked-up training waits for that quiet moment."
     )
 
+    # --- Export -----------------------------------------------------------------------------
+    hf_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("HF_TOKEN", "hf_token"),
+        description="Hugging Face token with write access, used only by `export --format hf --push-to-hub`.",
+    )
+
     # --- Server -----------------------------------------------------------------------------
     log_level: str = Field("INFO", description="Python logging level.")
     model_title: str = Field("rlthf", description="Prefix of model_version names shown in Label Studio.")
