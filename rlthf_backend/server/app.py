@@ -12,6 +12,7 @@ from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.server import metrics
 from rlthf_backend.server.auth import install_basic_auth
 from rlthf_backend.server.context import BackendContext
+from rlthf_backend.server.report_routes import report_bp
 from rlthf_backend.server.routes import BadRequest, bp
 from rlthf_backend.settings import Settings, get_settings
 
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None, judge: Judge | None = None) -> 
     app.extensions["rlthf"] = BackendContext(settings, judge)
     install_basic_auth(app, settings)
     app.register_blueprint(bp)
+    app.register_blueprint(report_bp)
     _install_request_metrics(app)
     _install_error_handlers(app)
     return app

@@ -1,0 +1,96 @@
+"""Reading the deciding round of a project from the model registry.
+
+The export follows the newest version that ran a curation round (``round.json``): trainings
+without a round only refit the reward model and decide nothing. The round log
+(``rounds.jsonl``, kept across pruning) says which round queued each task to people.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlthf_backend.export.rows import DecidingRound, TaskDecision
+from rlthf_backend.registry import ModelRegistry, VersionInfo
+
+log = logging.getLogger(__name__)
+
+# The names rlthf_backend.jobs.training writes (not imported from there: it pulls in the whole
+# SDK and RQ, seconds of start-up for a report request). tests/unit/test_report.py checks they agree.
+ROUND_FILE = "round.json"
+ROUNDS_LOG = "rounds.jsonl"
+
+
+def newest_round_version(registry: ModelRegistry, project_id: int) -> VersionInfo | None:
+    """The newest published version holding a ``round.json``, or None."""
+    for version in reversed(registry.versions(project_id)):
+        if (version.path / ROUND_FILE).is_file():
+            return version
+    return None
+
+
+def read_round_log(registry: ModelRegistry, project_id: int) -> list[dict[str, Any]]:
+    """Every line of the project's round log, oldest first (a torn last line is skipped)."""
+    path = registry.project_dir(project_id) / ROUNDS_LOG
+    if not path.is_file():
+        return []
+    lines = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        if not raw.strip():
+            continue
+        try:
+            lines.append(json.loads(raw))
+        except json.JSONDecodeError:
+            log.warning("%s: skipping an unreadable line", path)  # a writer killed mid-line
+    return lines
+
+
+def read_margins(version_dir: Path) -> dict[int, float]:
+    """r(a) - r(b) per task id, as the version's reward model scored the pool."""
+    try:
+        ids = json.loads((version_dir / "task_ids.json").read_text())
+        margins = np.load(version_dir / "margins.npy")
+    except FileNotFoundError:
+        return {}
+    return {int(t): float(m) for t, m in zip(ids, margins)}
+
+
+def decisions_of(round_record: dict[str, Any]) -> dict[int, TaskDecision]:
+    """The per-task decisions of a ``round.json``."""
+    out = {}
+    for task_id, d in (round_record.get("tasks") or {}).items():
+        p = d.get("p_wrong")
+        out[int(task_id)] = TaskDecision(
+            status=str(d.get("status")), label=str(d.get("label")),
+            p_wrong=None if p is None else float(p), audit=bool(d.get("audit")),
+        )
+    return out
+
+
+def asked_in(round_log: list[dict[str, Any]]) -> dict[int, tuple[int, str]]:
+    """Task id -> (round index, version) of the latest round whose human batch held it."""
+    out: dict[int, tuple[int, str]] = {}
+    for line in round_log:
+        for task_id in line.get("human_batch") or ():
+            out[int(task_id)] = (line.get("round_index"), line.get("version"))
+    return out
+
+
+def load_deciding_round(registry: ModelRegistry, project_id: int) -> DecidingRound:
+    """The :class:`DecidingRound` of a project (empty when no round has run yet)."""
+    version = newest_round_version(registry, project_id)
+    log_lines = read_round_log(registry, project_id)
+    if version is None:
+        return DecidingRound(asked_in=asked_in(log_lines))
+    record = json.loads((version.path / ROUND_FILE).read_text())
+    return DecidingRound(
+        version=version.version,
+        round_index=record.get("round_index"),
+        decisions=decisions_of(record),
+        rm_margins=read_margins(version.path),
+        asked_in=asked_in(log_lines),
+    )

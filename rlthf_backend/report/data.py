@@ -1,0 +1,192 @@
+"""What the report shows, gathered from the model registry (the one optional Label Studio
+question, which queued tasks are answered, comes in as a function, so this stays testable).
+
+Pure functions turn the registry's files into plain records: :func:`margin_curve` (the sorted
+reward-margin curve and its strategic points), :func:`round_rows` (one line of numbers per
+round), :func:`queue_items` (the tasks Label Studio serves next).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rlthf_backend.core.curation import CurvePoints, find_curve_points
+from rlthf_backend.export.deciding import ROUND_FILE, newest_round_version, read_margins, read_round_log
+from rlthf_backend.registry import ModelRegistry
+
+
+@dataclass(frozen=True)
+class MarginCurve:
+    """Margins r(chosen) - r(rejected) under each pair's current label, sorted descending, with
+    the task id and engine status at each rank, and the curve's elbow / knee / reflection."""
+
+    margins: np.ndarray
+    task_ids: list[int]
+    statuses: list[str]
+    points: CurvePoints
+    version: str
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    """One curation round in numbers (None: not known for this round or strategy).
+
+    ``disagreement``: share of this round's batch where people contradicted the LLM, known once
+    the next round ran (it measures the answered batch). ``flip_precision``: the audited share of
+    wrong LLM labels in the region that was flipped, i.e. how many flips were right.
+    ``human_effort``: human labels so far as a share of the pool, when the round started.
+    """
+
+    index: int
+    version: str
+    reason: str
+    pool_size: int
+    human_labels: int
+    batch_size: int
+    audit_slice: int | None
+    counts: dict[str, int]
+    disagreement: float | None
+    disagreement_answered: int | None
+    flips: int
+    flip_precision: float | None
+    flip_precision_ci: tuple[float, float] | None
+    est_wrong_model: float | None
+    est_wrong_audit: float | None
+    stop_reason: str | None
+
+    @property
+    def human_effort(self) -> float:
+        return self.human_labels / self.pool_size if self.pool_size else 0.0
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A task of the newest round's batch; ``answered``: someone already submitted a label
+    (None: Label Studio was not asked)."""
+
+    rank: int
+    task_id: int
+    p_wrong: float | None
+    audit: bool
+    answered: bool | None = None
+
+
+@dataclass
+class ReportData:
+    project_id: int
+    latest_version: str | None
+    strategy: str | None
+    curve: MarginCurve | None
+    rounds: list[RoundRow] = field(default_factory=list)
+    queue: list[QueueItem] = field(default_factory=list)
+    label_studio_url: str | None = None
+
+
+def margin_curve(rm_margins: Mapping[int, float], tasks: Mapping[str, Mapping[str, Any]], version: str) -> MarginCurve:
+    """The curve of a round: each task's r(a) - r(b) oriented to the round's label, sorted
+    descending (ties in task-id order, so the picture is reproducible)."""
+    ids = sorted(int(t) for t in tasks if int(t) in rm_margins)
+    oriented = np.array([rm_margins[t] if tasks[str(t)].get("label") != "b" else -rm_margins[t] for t in ids], float)
+    order = np.argsort(-oriented, kind="stable")
+    return MarginCurve(
+        margins=oriented[order],
+        task_ids=[ids[i] for i in order],
+        statuses=[str(tasks[str(ids[i])].get("status")) for i in order],
+        points=find_curve_points(oriented),
+        version=version,
+    )
+
+
+def _get(d: Mapping[str, Any] | None, *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, Mapping):
+            return None
+        d = d.get(key)
+    return d
+
+
+def round_rows(log_lines: Sequence[Mapping[str, Any]], records: Mapping[str, Mapping[str, Any]]) -> list[RoundRow]:
+    """One :class:`RoundRow` per round log line; ``records``: ``round.json`` by version, where
+    still on disk (pruned versions only lose the audit-slice size)."""
+    rows = []
+    for i, line in enumerate(log_lines):
+        summary = line.get("summary") or {}
+        counts = {k: int(v) for k, v in (line.get("counts") or {}).items()}
+        record = records.get(line.get("version"))
+        audit_slice = None
+        if record is not None:
+            audit_slice = sum(1 for d in (record.get("tasks") or {}).values() if d.get("audit") and d.get("status") == "human")
+        following = _get(log_lines[i + 1], "summary") if i + 1 < len(log_lines) else None
+        flips = counts.get("flip", 0)
+        fc = _get(summary, "regions", "flip_candidate") or {}
+        precision = fc.get("audited_error_rate") if flips and summary.get("flip_confirmed") else None
+        ci = fc.get("audited_error_ci95") if precision is not None else None
+        rows.append(RoundRow(
+            index=int(line.get("round_index") or 0),
+            version=str(line.get("version")),
+            reason=str(line.get("reason") or ""),
+            pool_size=int(line.get("pool_size") or 0),
+            human_labels=int(line.get("human_labels") or 0),
+            batch_size=len(line.get("human_batch") or ()),
+            audit_slice=audit_slice,
+            counts=counts,
+            disagreement=_get(following, "last_batch_disagreement"),
+            disagreement_answered=_get(following, "last_batch_answered"),
+            flips=flips,
+            flip_precision=precision,
+            flip_precision_ci=tuple(ci) if ci else None,
+            est_wrong_model=summary.get("expected_wrong_in_export_model"),
+            est_wrong_audit=summary.get("expected_wrong_in_export_audit"),
+            stop_reason=(record or {}).get("stop_reason") or None,
+        ))
+    return rows
+
+
+def batch_task_ids(log_lines: Sequence[Mapping[str, Any]], limit: int = 20) -> list[int]:
+    """The first ``limit`` tasks of the newest round's human batch, rank order."""
+    return [int(t) for t in (log_lines[-1].get("human_batch") or [])[:limit]] if log_lines else []
+
+
+def queue_items(log_lines: Sequence[Mapping[str, Any]], tasks: Mapping[str, Mapping[str, Any]],
+                answered: Collection[int] | None = None, limit: int = 20) -> list[QueueItem]:
+    """The newest round's human batch in the order Label Studio serves it (rank 0 first);
+    ``answered``: the task ids already labelled, when known."""
+    items = []
+    for rank, task_id in enumerate(batch_task_ids(log_lines, limit)):
+        d = tasks.get(str(task_id)) or {}
+        items.append(QueueItem(rank, task_id, d.get("p_wrong"), bool(d.get("audit")),
+                               None if answered is None else task_id in answered))
+    return items
+
+
+def load_report_data(
+    registry: ModelRegistry,
+    project_id: int,
+    label_studio_url: str | None = None,
+    answered: Callable[[list[int]], Collection[int] | None] | None = None,
+) -> ReportData:
+    """Everything the report shows for one project, read from the registry; ``answered`` (given
+    the queued task ids, returns those already labelled, or None) marks the queue's progress."""
+    latest = registry.latest(project_id)
+    deciding = newest_round_version(registry, project_id)
+    log_lines = read_round_log(registry, project_id)
+    records = {}
+    for v in registry.versions(project_id):
+        if (v.path / ROUND_FILE).is_file():
+            records[v.version] = json.loads((v.path / ROUND_FILE).read_text())
+    tasks = records[deciding.version].get("tasks", {}) if deciding else {}
+    curve = margin_curve(read_margins(deciding.path), tasks, deciding.version) if deciding else None
+    return ReportData(
+        project_id=project_id,
+        latest_version=latest.version if latest else None,
+        strategy=(latest.meta.get("strategy") if latest else None),
+        curve=curve,
+        rounds=round_rows(log_lines, records),
+        queue=queue_items(log_lines, tasks, answered(batch_task_ids(log_lines)) if answered else None),
+        label_studio_url=label_studio_url,
+    )
