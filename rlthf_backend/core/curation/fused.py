@@ -1,0 +1,345 @@
+"""The default strategy: fused hardness, audited regions, no flip without evidence.
+
+One round:
+
+1. **Cross-fitted RM margins.** The pool is split into ``n_folds`` folds; each fold is scored by
+   an RM trained on the other folds' current labels (human labels weighted ``human_weight``,
+   pairs the previous round left out weighted 0, the rest 1). No pair is scored by an RM that
+   memorised its label. The ensemble spread of the scoring RM comes along.
+2. **Hardness = P(LLM label wrong | evidence)**, a logistic regression over the features of
+   :mod:`rlthf_backend.core.curation.hardness`, fitted on every pair a person has labelled so far
+   (MAP with a documented prior, so round 0 runs on the prior alone). Optionally
+   (``calibrate_with_audit``) its intercept is shifted so the mean P(wrong) of the unchecked
+   pairs equals the audited error rate.
+3. **Human batch.** ``audit_fraction`` of the batch is drawn uniformly at random from the pairs
+   without a human label (the audit slice, an unbiased sample of what would be exported
+   unchecked); the rest are the candidates with the highest hardness. Audit pairs are
+   interleaved into the ranking so a person who stops early still leaves a random sample.
+4. **Regions** of the remaining unlabelled pairs by hardness p:
+   ``trusted`` p < ``drop_threshold``; ``suspect`` drop_threshold <= p <= 0.5; ``flip_candidate``
+   p > 0.5. The error rate of each region is estimated from the audited pairs falling in it
+   (placed by out-of-fold P(wrong), so the hardness model never grades its own training data).
+   A flip-candidate region is flipped only if the audit says its error rate is above 50% with
+   posterior probability >= ``flip_confidence`` (Beta(1, 1) prior, at least
+   ``min_audit_for_flip`` audited pairs); otherwise it is treated as suspect.
+   Suspects follow ``suspect_policy``: ``drop`` (leave out of export and RM training), ``flip``,
+   ``keep``, or ``ask`` (leave out until a person answers; listed in ``summary["ask_queue"]``).
+   At most ``max_drop_fraction`` of the pool is dropped (the most suspect first), so the export
+   never collapses onto the easy pairs.
+5. **Estimates and stopping.** Expected wrong labels left in the export (sum of p over exported
+   unchecked pairs, and the audit-based version), and a stop signal when the next batch is
+   expected to fix fewer than ``stop_min_yield`` wrong labels per human label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import comb
+from typing import Literal
+
+import numpy as np
+
+from rlthf_backend.core.curation.hardness import (
+    FEATURES,
+    PRIOR_WEIGHTS,
+    evidence_features,
+    fit_wrong_label_model,
+    length_log_ratio,
+    out_of_fold_p_wrong,
+)
+from rlthf_backend.core.curation.plan import RoundPlan, assign_human_batch, empty_plan
+from rlthf_backend.core.curation.scoring import RewardModelFactory, cross_fitted_margins
+from rlthf_backend.core.curation.state import HUMAN_TIE, CurationState
+
+SuspectPolicy = Literal["drop", "flip", "keep", "ask"]
+
+
+@dataclass(frozen=True)
+class FusedConfig:
+    """Knobs of the fused strategy."""
+
+    #: Human batch per round as a fraction of the pool.
+    batch_fraction: float = 0.02
+    #: Share of every human batch drawn uniformly at random (the audit slice).
+    audit_fraction: float = 0.2
+    #: Cross-fitting folds (each pair scored by an RM trained on the other folds).
+    n_folds: int = 5
+    #: Use the judge-verbosity feature (length ratio of the chosen response).
+    use_length_ratio: bool = True
+    #: Weight of a human label relative to an LLM label in RM training. A label wrong with
+    #: probability e carries (1 - 2e)^2 of a clean label's information; e ~ 0.2 gives ~2.8.
+    human_weight: float = 3.0
+    #: Prior LLM error rate (intercept of the hardness model before any human label).
+    prior_error_rate: float = 0.2
+    #: Prior log-odds weights of the evidence features (see hardness.PRIOR_WEIGHTS).
+    prior_weights: dict[str, float] = field(default_factory=lambda: dict(PRIOR_WEIGHTS))
+    #: Prior standard deviation of every coefficient (smaller: trust the prior longer).
+    prior_sd: float = 1.0
+    #: Calibrate the level of P(wrong) to the audit: shift the hardness model's intercept so
+    #: its mean over the unchecked pairs equals the audited error rate (shrunk toward
+    #: ``prior_error_rate`` with ``audit_prior_strength`` pseudo-labels). The regression fits
+    #: mostly targeted (hard) pairs; while few labels exist its slopes stay near the prior and
+    #: its intercept absorbs their high error rate, inflating every p. The audit is the one
+    #: sample of the unchecked pairs, so it sets the level; the evidence sets the order.
+    #: Off by default: audits drawn in earlier rounds describe a pool from which targeted
+    #: batches have since removed many wrong labels, so the level comes out too high and the
+    #: strategy over-drops (a two-seed check on judged pairs at 10%: 2-3x the drops, each
+    #: about half as likely to be wrong).
+    calibrate_with_audit: bool = False
+    #: Pseudo-labels of the prior error rate in that calibration.
+    audit_prior_strength: float = 20.0
+    #: Unchecked pairs whose estimated P(LLM wrong) is at least this are suspects: at odds of
+    #: 1:2 a label carries (1 - 2p)^2 <= 1/9 of a clean label's information for the RM while
+    #: adding one wrong label in three to the export.
+    drop_threshold: float = 1.0 / 3.0
+    #: What to do with suspects (and unconfirmed flip candidates).
+    suspect_policy: SuspectPolicy = "drop"
+    #: Never drop more than this share of the pool (most suspect first).
+    max_drop_fraction: float = 0.2
+    #: Posterior probability that a flip region's error rate exceeds 50% needed to flip it.
+    flip_confidence: float = 0.95
+    #: Audited pairs a flip region needs before it may be flipped.
+    min_audit_for_flip: int = 8
+    #: Stop signal when the next batch is expected to fix fewer wrong labels per human label.
+    stop_min_yield: float = 0.25
+
+
+def beta_tail_above_half(wrong: int, total: int) -> float:
+    """P(theta > 0.5 | wrong of total) under a Beta(1, 1) prior (exact, via the binomial sum:
+    for integer parameters, P(Beta(a, b) > 1/2) = P(Binomial(a + b - 1, 1/2) < a))."""
+    a, b = wrong + 1, total - wrong + 1
+    m = a + b - 1
+    return float(sum(comb(m, k) for k in range(a)) / 2**m)
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k/n ((nan, nan) for n == 0)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return float(centre - half), float(centre + half)
+
+
+REGIONS = ("trusted", "suspect", "flip_candidate")
+
+
+def region_of(p_wrong: np.ndarray, drop_threshold: float) -> np.ndarray:
+    """Region name per pair: ``flip_candidate`` if p > 0.5, ``suspect`` if p >= drop_threshold,
+    else ``trusted``."""
+    p = np.asarray(p_wrong, float)
+    return np.where(p > 0.5, "flip_candidate", np.where(p >= drop_threshold, "suspect", "trusted")).astype(object)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+def intercept_shift(logits: np.ndarray, target_mean: float, iterations: int = 60) -> float:
+    """The c with mean(sigmoid(logits + c)) == target_mean (bisection; the mean is monotone
+    in c). ``target_mean`` is clipped to [1e-4, 1 - 1e-4]."""
+    target = min(max(target_mean, 1e-4), 1 - 1e-4)
+    lo, hi = -40.0, 40.0
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        if _sigmoid(logits + mid).mean() < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def fused_training_weights(state: CurationState, human_weight: float) -> np.ndarray:
+    """RM weights: ``human_weight`` for human labels, 0 for human ties and pairs the previous
+    round left out, 1 otherwise."""
+    w = np.where(state.rm_excluded, 0.0, 1.0)
+    w[state.human_decisive] = human_weight
+    w[state.human == HUMAN_TIE] = 0.0
+    return w
+
+
+def _interleave(targeted: np.ndarray, audit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One ranking with the audit pairs spread evenly among the targeted ones."""
+    n = len(targeted) + len(audit)
+    slots = np.zeros(n, bool)
+    if len(audit):
+        slots[np.linspace(0, n - 1, len(audit) + 2)[1:-1].round().astype(int)] = True
+        # linspace may collide for dense audits: fix the count exactly
+        extra = len(audit) - slots.sum()
+        if extra > 0:
+            slots[np.flatnonzero(~slots)[-extra:]] = True
+    order = np.empty(n, dtype=int)
+    order[slots] = audit
+    order[~slots] = targeted
+    return order, slots
+
+
+def plan_fused_round(
+    state: CurationState,
+    rm_factory: RewardModelFactory,
+    config: FusedConfig | None = None,
+    human_batch_size: int | None = None,
+    seed: int = 0,
+) -> RoundPlan:
+    """One round of the fused strategy (see the module docstring).
+
+    ``human_batch_size`` defaults to ``config.batch_fraction`` of the pool; 0 gives the final,
+    export-only round. Deterministic for a given ``seed`` and state.
+    """
+    cfg = config or FusedConfig()
+    r = state.round_index
+    n = len(state)
+    ev = state.evidence
+    weights = fused_training_weights(state, cfg.human_weight)
+    labels = state.working_a_preferred
+    margins, spread = cross_fitted_margins(
+        rm_factory, state.pairs, labels, weights, cfg.n_folds, seed=seed * 1_000_003 + 7919 * r
+    )
+    llm_margin = np.where(ev.llm_a_preferred, margins, -margins)
+    length = length_log_ratio(state.pairs) if cfg.use_length_ratio else None
+    x = evidence_features(llm_margin, spread, ev, length)
+    known = state.llm_wrong_where_known()
+    has_label = np.isfinite(known)
+    model = fit_wrong_label_model(x[has_label], known[has_label], cfg.prior_error_rate, cfg.prior_weights, cfg.prior_sd)
+    logits = model.intercept + x @ model.weights
+    audited = state.audited & has_label
+    audit_k, audit_m = int(known[audited].sum()), int(audited.sum())
+    level = (audit_k + cfg.audit_prior_strength * cfg.prior_error_rate) / (audit_m + cfg.audit_prior_strength)
+    shift = 0.0
+    if cfg.calibrate_with_audit and (~state.labelled).any():
+        shift = intercept_shift(logits[~state.labelled], level)
+    p_wrong = _sigmoid(logits + shift)
+
+    plan = empty_plan("fused", state)
+    plan.scores.update({"margin": margins, "llm_margin": llm_margin, "spread": spread, "p_wrong": p_wrong})
+    plan.note("fit", {"round": r, "n_folds": cfg.n_folds, "human_weight": cfg.human_weight,
+                      "n_trained": int(np.sum(weights > 0)), "n_human": int(state.human_decisive.sum())},
+              {"hardness_model": model.as_dict(), "calibration_level": level, "intercept_shift": shift,
+               "audited": audit_m, "audited_wrong": audit_k})
+
+    # --- human batch: audit slice + hardest candidates -------------------------------------
+    cand = np.flatnonzero(~state.labelled)
+    b = int(round(cfg.batch_fraction * n)) if human_batch_size is None else int(human_batch_size)
+    b = max(0, min(b, len(cand)))
+    n_audit = int(round(cfg.audit_fraction * b))
+    if cfg.audit_fraction > 0 and b >= 2:
+        n_audit = max(n_audit, 1)
+    rng = np.random.default_rng([seed, r, 1])
+    audit = rng.choice(cand, size=n_audit, replace=False) if n_audit else np.zeros(0, int)
+    rest = np.setdiff1d(cand, audit)
+    # hardest first; ties broken by a seeded shuffle, not file order
+    shuffled = rest[rng.permutation(len(rest))]
+    targeted = shuffled[np.argsort(-p_wrong[shuffled], kind="stable")][: b - n_audit]
+    order, is_audit = _interleave(targeted, audit)
+    assign_human_batch(plan, order, is_audit)
+
+    # --- regions of the unchecked remainder -----------------------------------------------
+    unchecked = np.setdiff1d(cand, order)
+    region = region_of(p_wrong, cfg.drop_threshold)
+    regions = {name: unchecked[region[unchecked] == name] for name in REGIONS}
+    # labelled pairs are placed in regions by out-of-fold P(wrong), as unlabelled pairs are
+    p_placed = p_wrong.copy()
+    if has_label.any():
+        oof = out_of_fold_p_wrong(x[has_label], known[has_label], cfg.n_folds, seed * 31 + r,
+                                  cfg.prior_error_rate, cfg.prior_weights, cfg.prior_sd)
+        p_placed[has_label] = _sigmoid(np.log(oof / (1 - oof)) + shift) if shift else oof
+    region_placed = region_of(p_placed, cfg.drop_threshold)
+    region_stats = {}
+    for name in REGIONS:
+        in_region = audited & (region_placed == name)
+        k, m = int(known[in_region].sum()), int(in_region.sum())
+        region_stats[name] = {
+            "pairs": len(regions[name]),
+            "audited": m,
+            "audited_wrong": k,
+            "audited_error_rate": k / m if m else float("nan"),
+            "audited_error_ci95": wilson_interval(k, m),
+            "mean_p_wrong": float(p_wrong[regions[name]].mean()) if len(regions[name]) else float("nan"),
+            "p_error_above_half": beta_tail_above_half(k, m),
+        }
+    fc = region_stats["flip_candidate"]
+    flip_confirmed = fc["audited"] >= cfg.min_audit_for_flip and fc["p_error_above_half"] >= cfg.flip_confidence
+    plan.note("flip region", {"audited": fc["audited"], "audited_wrong": fc["audited_wrong"],
+                              "flip_confidence": cfg.flip_confidence, "min_audit_for_flip": cfg.min_audit_for_flip},
+              {"flip": bool(flip_confirmed), "pairs": len(regions["flip_candidate"])})
+
+    flip = regions["flip_candidate"] if flip_confirmed else np.zeros(0, int)
+    suspects = np.concatenate([regions["suspect"], np.zeros(0, int) if flip_confirmed else regions["flip_candidate"]])
+    suspects = suspects[np.argsort(-p_wrong[suspects], kind="stable")]
+    plan.status[regions["trusted"]] = "keep"
+    flipped = np.zeros(n, bool)
+    flipped[flip] = True
+    plan.status[flip] = "flip"
+    policy = cfg.suspect_policy
+    ask_queue: list[int] = []
+    if policy == "flip":
+        flipped[suspects] = True
+        plan.status[suspects] = "flip"
+    elif policy == "keep":
+        plan.status[suspects] = "keep"
+    else:
+        cap = int(np.floor(cfg.max_drop_fraction * n))
+        dropped, kept = suspects[:cap], suspects[cap:]
+        plan.status[dropped] = "drop"
+        plan.status[kept] = "keep"
+        if policy == "ask":
+            ask_queue = dropped.tolist()
+        plan.note("suspects", {"policy": policy, "drop_threshold": cfg.drop_threshold, "cap": cap},
+                  {"dropped": len(dropped), "kept_over_cap": len(kept)})
+
+    plan.flipped = flipped
+    plan.label_a_preferred = np.where(state.human_decisive, state.working_a_preferred, ev.llm_a_preferred ^ flipped)
+    plan.rm_excluded = (plan.status == "drop") | (state.human == HUMAN_TIE)
+    plan.train_weight = np.where(plan.rm_excluded, 0.0, 1.0)
+    plan.train_weight[state.human_decisive] = cfg.human_weight
+
+    # --- estimates and the stopping signal ------------------------------------------------
+    exported_unchecked = np.flatnonzero(np.isin(plan.status, ("keep", "flip")) & ~state.labelled)
+    p_export_wrong = np.where(flipped, 1 - p_wrong, p_wrong)
+    audit_all = int(audited.sum())
+    audit_wrong = int(known[audited].sum())
+    remaining = np.setdiff1d(cand, order)
+    next_batch = np.sort(p_wrong[remaining])[::-1][: max(b, int(round(cfg.batch_fraction * n)))]
+    expected_yield = float(next_batch.mean()) if len(next_batch) else 0.0
+    plan.summary = {
+        "hardness_model": model.as_dict(),
+        "calibration": {"level": level, "intercept_shift": shift, "enabled": cfg.calibrate_with_audit},
+        "regions": region_stats,
+        "flip_confirmed": bool(flip_confirmed),
+        "audited_pairs": audit_all,
+        "audited_error_rate": audit_wrong / audit_all if audit_all else float("nan"),
+        "audited_error_ci95": wilson_interval(audit_wrong, audit_all),
+        "expected_wrong_in_export_model": float(p_export_wrong[exported_unchecked].sum()),
+        "expected_wrong_in_export_audit": _audit_based_wrong(region_stats, plan, regions),
+        "expected_yield_next_batch": expected_yield,
+        "ask_queue": ask_queue,
+        "features": list(FEATURES),
+    }
+    if len(cand) == 0:
+        plan.stop, plan.stop_reason = True, "every pair has a human label"
+    elif expected_yield < cfg.stop_min_yield:
+        plan.stop = True
+        plan.stop_reason = (f"next batch expected to fix {expected_yield:.2f} wrong labels per human label "
+                            f"(< stop_min_yield {cfg.stop_min_yield})")
+    return plan
+
+
+def _audit_based_wrong(region_stats: dict, plan: RoundPlan, regions: dict) -> float:
+    """Audit-based estimate of wrong labels among exported unchecked pairs: each region's
+    exported count times its audited error rate (1 - rate for flipped pairs); NaN if a region
+    with exported pairs has no audit yet."""
+    total = 0.0
+    for name, idx in regions.items():
+        if len(idx) == 0:
+            continue
+        rate = region_stats[name]["audited_error_rate"]
+        kept = int(np.sum(plan.status[idx] == "keep"))
+        flipped = int(np.sum(plan.status[idx] == "flip"))
+        if kept + flipped == 0:
+            continue
+        if not np.isfinite(rate):
+            return float("nan")
+        total += kept * rate + flipped * (1 - rate)
+    return total

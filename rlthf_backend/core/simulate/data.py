@@ -1,0 +1,255 @@
+"""Datasets with known human labels, for replaying curation offline.
+
+Three line formats are read (gzip'd or plain JSON Lines, detected per file by its first record):
+
+- **judged pairs** (``../shared/data/judged-pairs.jsonl.gz``): ``prompt, response_a,
+  response_b, human_label`` and ``llm_labels: {judge_key: {"ab": v, "ba": v}}`` with v in
+  a / b / tie / null. ``ab`` is the verdict in (a, b) order, ``ba`` the verdict with the order
+  swapped, already mapped back to a/b.
+- **plain**: ``prompt, response_a, response_b, human_label, llm_label`` and optional
+  ``llm_label_swapped`` (verdict with the order swapped, mapped back) and ``llm_prob``
+  (the judge's probability for ``llm_label``).
+- **chosen/rejected** transcripts (HH-RLHF): ``chosen, rejected``; the prompt is everything up
+  to and including the last ``"\n\nAssistant:"``, the response what follows. These have human
+  labels only (no judge); response a is the chosen one for every pair, so callers that train on
+  them must not read anything into the side (the simulator shuffles sides with its seed).
+
+Human ties are dropped (they say nothing about which side is better).
+
+Which judge supplies the LLM label of a judged pair: unless a key is given, the first entry of
+:data:`JUDGE_PREFERENCE` (shell-style patterns, strongest first) under which the pair has a
+judge with an a/b verdict in some order. GPT-4 first, then ChatGPT / gpt-3.5-turbo, then the
+open models, following the agreement with human labels reported by LLMBar (Zeng et al. 2024)
+and PandaLM; within a model, the plain "Vanilla_NoRules" prompt first, as the paper's
+zero-shot pre-labeller. If that judge or a stronger one skipped on the way called the pair a tie,
+it is flagged ``tie``; if the chosen judge's (a, b)-order verdict is unreadable, ``parse_failed``. A pair whose judges never
+expressed a preference gets a seeded placeholder label flagged ``tie``/``parse_failed``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rlthf_backend.core.curation.state import JudgeEvidence
+from rlthf_backend.core.types import Pair
+
+#: Judge keys in order of preference (strongest first); shell-style patterns.
+JUDGE_PREFERENCE: tuple[str, ...] = (
+    "GPT-4/Vanilla_NoRules",
+    "GPT-4/Metrics_Reference",
+    "GPT-4/Vanilla",
+    "GPT-4/*",
+    "gpt-4*",
+    "ChatGPT/Vanilla_NoRules",
+    "ChatGPT/Metrics_Reference",
+    "ChatGPT/*",
+    "gpt-3.5-turbo*",
+    "ChatGPT-0301/*",
+    "PaLM2/*",
+    "LLaMA2/*",
+    "pandalm*",
+    "Falcon/*",
+    "*",
+)
+
+ASSISTANT_TAG = "\n\nAssistant:"
+
+
+@dataclass
+class LabelledPool:
+    """Pairs with their human labels and (optionally) the judge's evidence.
+
+    ``human_a_preferred``: True where people preferred response a. ``evidence`` is None for
+    data without LLM labels. ``judge_counts``: how many pairs took their LLM label from each
+    judge key. ``groups``: a per-pair group name (e.g. the source subset) for reporting.
+    """
+
+    pairs: list[Pair]
+    human_a_preferred: np.ndarray
+    evidence: JudgeEvidence | None
+    format: str
+    judge_counts: dict[str, int] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+    dropped_ties: int = 0
+    #: judged pairs left out because the judge named with ``judge_key`` never saw them
+    skipped_without_judge: int = 0
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def has_llm_labels(self) -> bool:
+        return self.evidence is not None
+
+    def subset(self, idx: np.ndarray) -> "LabelledPool":
+        idx = np.asarray(idx, dtype=int)
+        ev = None
+        if self.evidence is not None:
+            e = self.evidence
+            ev = JudgeEvidence(e.llm_a_preferred[idx], e.swap_known[idx], e.swap_disagrees[idx], e.prob[idx],
+                               e.tie[idx], e.parse_failed[idx])
+        return LabelledPool([self.pairs[i] for i in idx], self.human_a_preferred[idx], ev, self.format,
+                            dict(self.judge_counts), [self.groups[i] for i in idx] if self.groups else [],
+                            self.dropped_ties, self.skipped_without_judge)
+
+
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    """Records of a JSON Lines file, gzip'd (by magic bytes) or plain; blank lines skipped."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gz else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{line_no}: not JSON: {exc}") from None
+
+
+def detect_format(record: dict) -> str:
+    """``judged``, ``plain`` or ``chosen_rejected`` from one record's keys."""
+    if "llm_labels" in record and "human_label" in record:
+        return "judged"
+    if {"prompt", "response_a", "response_b", "human_label"} <= record.keys():
+        return "plain"
+    if {"chosen", "rejected"} <= record.keys():
+        return "chosen_rejected"
+    raise ValueError(f"unrecognised record keys {sorted(record)}: expected judged pairs, "
+                     "plain (prompt, response_a, response_b, human_label, llm_label) or chosen/rejected")
+
+
+def split_transcript(text: str) -> tuple[str, str]:
+    """(prompt, response) of an HH-RLHF transcript: prompt up to and including the last
+    ``"\\n\\nAssistant:"``; the response is the rest, stripped of surrounding whitespace."""
+    cut = text.rfind(ASSISTANT_TAG)
+    if cut < 0:
+        return "", text.strip()
+    cut += len(ASSISTANT_TAG)
+    return text[:cut], text[cut:].strip()
+
+
+def pick_judge(llm_labels: dict, judge_key: str | None) -> tuple[str | None, dict, bool]:
+    """The judge that supplies a judged pair's LLM label (see module docs).
+
+    Returns ``(key, verdicts, stronger_tie)``. With ``judge_key`` only that key is used.
+    Otherwise: the first preference pattern with a judge that gave a or b in some order;
+    ``stronger_tie`` is True when a preferred judge skipped on the way called it a tie."""
+    if judge_key is not None:
+        return (judge_key, llm_labels[judge_key] or {}, False) if judge_key in llm_labels else (None, {}, False)
+    stronger_tie = False
+    seen: set[str] = set()
+    for pattern in JUDGE_PREFERENCE:
+        for key in sorted(k for k in llm_labels if fnmatch.fnmatchcase(k, pattern) and k not in seen):
+            seen.add(key)
+            v = llm_labels[key] or {}
+            verdicts = (v.get("ab"), v.get("ba"))
+            if any(x in ("a", "b") for x in verdicts):
+                return key, v, stronger_tie
+            stronger_tie |= "tie" in verdicts
+    return None, {}, stronger_tie
+
+
+def load_pool(path: Path | str, judge_key: str | None = None, limit: int | None = None, seed: int = 0) -> LabelledPool:
+    """Read a labelled dataset (format detected from the first record; see the module docs).
+
+    ``limit`` keeps the first N usable pairs (after dropping human ties). With ``judge_key``,
+    judged pairs that judge never saw are left out (``skipped_without_judge``). ``seed`` fixes the
+    placeholder labels of pairs without any LLM preference.
+    """
+    records = iter_jsonl(Path(path))
+    first = next(records, None)
+    if first is None:
+        raise ValueError(f"{path}: no records")
+    fmt = detect_format(first)
+    pairs: list[Pair] = []
+    human: list[bool] = []
+    groups: list[str] = []
+    llm: list[float] = []  # 1 a, 0 b, nan none
+    swapped: list[float] = []
+    prob: list[float] = []
+    tie: list[bool] = []
+    failed: list[bool] = []
+    judges: Counter[str] = Counter()
+    ties = 0
+    skipped = 0
+
+    def code(v: object) -> float:
+        return 1.0 if v == "a" else 0.0 if v == "b" else np.nan
+
+    for rec in _chain(first, records):
+        if limit is not None and len(pairs) >= limit:
+            break
+        if fmt == "chosen_rejected":
+            pc, rc = split_transcript(rec["chosen"])
+            pr, rr = split_transcript(rec["rejected"])
+            pairs.append(Pair(pc, rc, rr, extra={"prompt_rejected": pr} if pr != pc else {}))
+            human.append(True)
+            groups.append("hh")
+            continue
+        label = rec.get("human_label")
+        if label not in ("a", "b"):
+            ties += 1
+            continue
+        if fmt == "judged" and judge_key is not None and judge_key not in (rec.get("llm_labels") or {}):
+            # a named judge defines the pool: pairs it never saw are not part of the replay
+            skipped += 1
+            continue
+        pairs.append(Pair(_text(rec["prompt"]), _text(rec["response_a"]), _text(rec["response_b"]),
+                          extra={"id": rec.get("id")}))
+        human.append(label == "a")
+        groups.append(str(rec.get("subset") or rec.get("source") or ""))
+        if fmt == "judged":
+            key, v, stronger_tie = pick_judge(rec.get("llm_labels") or {}, judge_key)
+            judges[key or "(none)"] += 1
+            ab, ba = v.get("ab"), v.get("ba")
+            first_ab = ab if ab in ("a", "b") else ba
+            other = ba if first_ab == ab else ab
+            llm.append(code(first_ab))
+            swapped.append(code(other) if first_ab in ("a", "b") else np.nan)
+            tie.append(stronger_tie or "tie" in (ab, ba))
+            # the (a, b) order is always asked; nothing readable there is a failed judgment
+            failed.append(key is None or ab is None)
+            prob.append(np.nan)
+        else:
+            ll = rec.get("llm_label")
+            judges["llm_label"] += 1
+            llm.append(code(ll))
+            sw = rec.get("llm_label_swapped")
+            swapped.append(code(sw) if ll in ("a", "b") else np.nan)
+            tie.append(ll == "tie" or sw == "tie")
+            failed.append(ll not in ("a", "b", "tie") or ("llm_label_swapped" in rec and sw is None))
+            p = rec.get("llm_prob")
+            prob.append(float(p) if p is not None and ll in ("a", "b") else np.nan)
+
+    human_arr = np.asarray(human, dtype=bool)
+    if fmt == "chosen_rejected":
+        return LabelledPool(pairs, human_arr, None, fmt, {}, groups, 0)
+    llm_arr = np.asarray(llm, dtype=float)
+    missing = np.isnan(llm_arr)
+    placeholder = np.random.default_rng(seed).random(len(llm_arr)) < 0.5
+    a = np.where(missing, placeholder, llm_arr == 1.0)
+    tie_arr = np.asarray(tie, bool)
+    failed_arr = np.asarray(failed, bool) | (missing & ~tie_arr)
+    ev = JudgeEvidence.from_arrays(a, np.asarray(swapped, float), np.asarray(prob, float), tie_arr, failed_arr)
+    return LabelledPool(pairs, human_arr, ev, fmt, dict(judges), groups, ties, skipped)
+
+
+def _text(value: object) -> str:
+    """A text field as a string: some records hold JSON scalars (PandaLM has responses that
+    are the boolean ``true``); they become their Python string form, None the empty string."""
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+def _chain(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
+    yield first
+    yield from rest
