@@ -26,8 +26,7 @@ from rlthf_backend.core.curation import CurationState, JudgeEvidence, RoundPlan,
 from rlthf_backend.core.curation.fused import FusedConfig, fused_training_weights
 from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE
 from rlthf_backend.core.judges import make_judge
-from rlthf_backend.core.reward import make_reward_model
-from rlthf_backend.core.reward.base import RewardModel
+from rlthf_backend.core.reward.factory import RewardModelFactory, reward_model_factory, with_fixed_weight_decay
 from rlthf_backend.jobs import status
 from rlthf_backend.jobs.queue import claim_pending, clear_force_round, project_lock, wait_for_quiet
 from rlthf_backend.labelstudio.client import iter_tasks, make_client
@@ -111,12 +110,17 @@ class _CarriedState:
         }
 
 
-def reward_model_factory(settings: Settings) -> Callable[[], RewardModel]:
-    """Fresh reward models of the configured kind, sharing the disk embedding cache."""
+def _reward_model_factory(settings: Settings, state: CurationState) -> RewardModelFactory:
+    """Fresh reward models of the configured kind for this training: one encoder, one disk
+    embedding cache, and the L2 coefficient chosen once on the current labels (not per fold)."""
     overrides: dict[str, Any] = {"seed": settings.seed}
     if settings.reward_model == "embedding":
         overrides["cache_dir"] = str(settings.data_dir / "embeddings")
-    return lambda: make_reward_model(settings.reward_model, **overrides)
+    weights = fused_training_weights(state, FusedConfig().human_weight)
+    train = np.flatnonzero(weights > 0)
+    overrides = with_fixed_weight_decay(settings.reward_model, overrides, [state.pairs[i] for i in train],
+                                        state.working_a_preferred[train], weights[train])
+    return reward_model_factory(settings.reward_model, overrides)
 
 
 def _round_due(pool: ProjectPool, carried: _CarriedState, settings: Settings, force: bool) -> str | None:
@@ -197,7 +201,8 @@ def run_training(
         round_index=carried.next_round_index,
     )
     reason = _round_due(pool, carried, settings, force_round)
-    factory = reward_model_factory(settings)
+    on_stage("choosing the reward model's regularisation")
+    factory = _reward_model_factory(settings, state)
 
     plan: RoundPlan | None = None
     if reason:

@@ -7,7 +7,6 @@ import signal
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from rlthf_backend.core.reward import load_reward_model

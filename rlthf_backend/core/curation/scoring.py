@@ -9,14 +9,14 @@ a caller shares an embedding cache or encoder between fits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from rlthf_backend.core.reward.base import RewardModel
+from rlthf_backend.core.reward.factory import RewardModelFactory
 from rlthf_backend.core.types import Pair
 
-RewardModelFactory = Callable[[], RewardModel]
 
 
 def _subset(pairs: Sequence[Pair], idx: np.ndarray) -> list[Pair]:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from rlthf_backend.core.curation import DEFAULT_STRATEGY, STRATEGIES
-from rlthf_backend.core.curation.scoring import RewardModelFactory
+from rlthf_backend.core.reward.factory import RewardModelFactory, reward_model_factory, with_fixed_weight_decay
 from rlthf_backend.core.simulate.data import LabelledPool, load_pool
 from rlthf_backend.core.simulate.replay import ReplayOutcome, heldout_rm_accuracy, replay, split_pool
 
@@ -42,25 +42,6 @@ ALL_STRATEGIES = ("llm_only", "random", "oracle", "paper", "fused")
 CURATION_RM_DEFAULTS = {"n_ensemble": 1, "epochs": 30}
 EVAL_RM_DEFAULTS = {"n_ensemble": 5, "epochs": 30}
 HELDOUT_FRACTION = 0.2
-
-
-def make_rm_factory(kind: str, overrides: dict[str, Any]) -> RewardModelFactory:
-    """A factory of fresh reward models of ``kind``; embedding models share one encoder (and
-    so its in-memory and disk caches)."""
-    from rlthf_backend.core.reward import make_reward_model
-
-    shared: dict[str, Any] = {}
-
-    def factory():
-        if kind == "embedding":
-            from rlthf_backend.core.reward.embedding import EmbeddingRewardModel
-
-            rm = EmbeddingRewardModel(encoder=shared.get("encoder"), **overrides)
-            shared.setdefault("encoder", rm.encoder)
-            return rm
-        return make_reward_model(kind, **overrides)
-
-    return factory
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -180,22 +161,12 @@ def plot_results(results: dict, strategies: Sequence[str], budgets: Sequence[flo
 
 
 def seed_rm_options(kind: str, options: dict[str, Any], pool: LabelledPool) -> dict[str, Any]:
-    """Options for every RM fit of one replay seed.
-
-    The embedding RM can choose its L2 coefficient by cross-validation on every fit, which
-    costs ~30x a plain fit; a replay fits hundreds of times. So the coefficient is chosen once
-    per seed, by one tuned fit on the pool's LLM labels (what a real deployment has before any
-    person labels), and then held fixed for every curation and evaluation fit of that seed (the
-    same value for every strategy). Other kinds, or options that switch tuning off, pass through.
-    """
-    if kind != "embedding" or not options.get("tune_weight_decay", True) or pool.evidence is None:
+    """Options for every RM fit of one replay seed: the L2 coefficient chosen once, by one tuned
+    fit on the pool's LLM labels (what a real deployment has before any person labels), then held
+    fixed for every curation and evaluation fit of that seed (the same value for every strategy)."""
+    if pool.evidence is None:
         return dict(options)
-    probe = make_rm_factory(kind, {**options, "n_ensemble": 1})()
-    report = probe.fit(pool.pairs, pool.evidence.llm_a_preferred)
-    chosen = report.details.get("weight_decay")
-    if chosen is None:
-        return dict(options)
-    return {**options, "tune_weight_decay": False, "weight_decay": float(chosen)}
+    return with_fixed_weight_decay(kind, options, pool.pairs, pool.evidence.llm_a_preferred)
 
 
 def simulate(
@@ -220,8 +191,8 @@ def simulate(
         train, held = pool.subset(pool_idx), pool.subset(held_idx)
         tuned = seed_rm_options(rm_kind, curation_options, train)
         fixed = {k: tuned[k] for k in ("tune_weight_decay", "weight_decay") if k in tuned}
-        curation_rm = make_rm_factory(rm_kind, tuned)
-        eval_rm = make_rm_factory(rm_kind, {**eval_options, **fixed})
+        curation_rm = reward_model_factory(rm_kind, tuned)
+        eval_rm = reward_model_factory(rm_kind, {**eval_options, **fixed})
         per_seed.append({"seed": seed, **fixed})
         if progress and fixed:
             progress(f"seed {seed}: RM weight decay {fixed.get('weight_decay')} (chosen once on the pool's LLM labels)")
@@ -284,7 +255,7 @@ def run_simulate_command(
     out_dir.mkdir(parents=True, exist_ok=True)
     curation_options = {**CURATION_RM_DEFAULTS, **(rm_options or {})} if reward_model == "embedding" else dict(rm_options or {})
     eval_options = dict(EVAL_RM_DEFAULTS) if reward_model == "embedding" else {}
-    eval_rm = make_rm_factory(reward_model, eval_options)
+    eval_rm = reward_model_factory(reward_model, eval_options)
     progress = None if quiet else echo
     doc: dict[str, Any] = {
         "data": str(data_path),
