@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -62,6 +63,7 @@ class TrainingOutcome:
     model_version_in_label_studio: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     round_summary: dict[str, Any] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0  # of the process that ran the training (memory per worker)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -274,6 +276,7 @@ def run_training(
         outcome.round_summary = round_record["summary"] if round_record else {}
         _append_round_log(registry, project_id, version.version, outcome, round_record)
     seconds["total"] = round(time.perf_counter() - t_start, 3)
+    outcome.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
     pruned = registry.prune(project_id, settings.keep_versions)
     if pruned:
