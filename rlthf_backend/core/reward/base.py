@@ -27,6 +27,20 @@ class FitReport:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def check_fit_inputs(
+    pairs: Sequence[Pair], a_preferred: np.ndarray, weights: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``a_preferred`` as bools and ``weights`` as floats (ones when None), or a ValueError
+    saying which argument is wrong: lengths differ, or a weight is negative or not finite."""
+    y = np.asarray(a_preferred, dtype=bool).reshape(-1)
+    w = np.ones(len(pairs)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    if not (len(pairs) == len(y) == len(w)):
+        raise ValueError(f"pairs ({len(pairs)}), a_preferred ({len(y)}) and weights ({len(w)}) differ in length")
+    if np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError("weights must be finite and >= 0")
+    return y, w
+
+
 class RewardModel(ABC):
     """Fit on labelled pairs with per-pair weights; score pairs; save and load with a version id."""
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rlthf_backend.core.reward.base import FitReport, RewardModel
+from rlthf_backend.core.reward.base import FitReport, RewardModel, check_fit_inputs
 from rlthf_backend.core.reward.encoder import resolve_encoder, torch_threads
 from rlthf_backend.core.reward.manifest import read_manifest, write_manifest
 from rlthf_backend.core.reward.trl_tokenize import encode_pairs
@@ -256,12 +256,7 @@ class TrlRewardModel(RewardModel):
 
         t0 = time.perf_counter()
         c = self.config
-        y = np.asarray(a_preferred, dtype=bool).reshape(-1)
-        w = np.ones(len(pairs)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
-        if not (len(pairs) == len(y) == len(w)):
-            raise ValueError(f"pairs ({len(pairs)}), a_preferred ({len(y)}) and weights ({len(w)}) differ in length")
-        if np.any(w < 0) or not np.all(np.isfinite(w)):
-            raise ValueError("weights must be finite and >= 0")
+        y, w = check_fit_inputs(pairs, a_preferred, weights)
         counts = repeat_counts(w, c.seed)
         if counts.sum() == 0:
             raise ValueError("no pair has a positive weight")
