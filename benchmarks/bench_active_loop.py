@@ -7,7 +7,7 @@
    are real pairs from judged-pairs.jsonl.gz, repeated to reach the size (so the embedding cache is
    warm after the first round: "cached embeddings"). Precomputed judge, embedding RM, CPU.
 3. The anchor: what the official example backends do, fit() inside the webhook request. Its
-   webhook latency would be the training itself: here the same job's read + judge + plan + fit
+   webhook latency would be the training itself: here the same job's read + judge + tune + plan + fit
    seconds (without writing predictions, which those backends do not do), on the same project.
 
     .venv/bin/python benchmarks/bench_active_loop.py [--sizes 1000,10000] [--config choices.xml]
@@ -101,6 +101,12 @@ def main() -> None:
                                     {"action": "ANNOTATION_CREATED", "project": {"id": 0}, "annotation": {"id": 1}},
                                     100, args.rounds)
         health = concurrent_latencies(f"{backend.url}/health", "GET", None, 100, args.rounds)
+        alone = concurrent_latencies(f"{backend.url}/webhook", "POST",
+                                     {"action": "ANNOTATION_CREATED", "project": {"id": 0}, "annotation": {"id": 1}},
+                                     1, 200)
+        results["webhook_alone_ms"] = {"p50": percentile(alone, 0.5) * 1e3, "p99": percentile(alone, 0.99) * 1e3}
+        print(f"webhook ack, one at a time (as Label Studio sends them) x 200: "
+              f"p50 {results['webhook_alone_ms']['p50']:.1f} ms, p99 {results['webhook_alone_ms']['p99']:.1f} ms")
         results["webhook_ms"] = {"p50": percentile(hook, 0.5) * 1e3, "p99": percentile(hook, 0.99) * 1e3,
                                  "n": len(hook)}
         results["health_ms"] = {"p50": percentile(health, 0.5) * 1e3, "p99": percentile(health, 0.99) * 1e3}
@@ -134,7 +140,7 @@ def main() -> None:
             second = wait_training(client, project.id, t_last)
 
             # The anchor: a fit() inside the webhook request blocks it for the training itself.
-            anchor = sum(second["seconds"].get(k, 0.0) for k in ("read", "judge", "plan", "fit"))
+            anchor = sum(second["seconds"].get(k, 0.0) for k in ("read", "judge", "tune", "plan", "fit"))
 
             results[str(size)] = {"first_round": first["seconds"], "second_round": second["seconds"],
                                   "last_annotation_to_reordered_queue_s": to_queue, "batch": len(batch),

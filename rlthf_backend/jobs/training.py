@@ -112,13 +112,12 @@ class _CarriedState:
         }
 
 
-def _reward_model_factory(settings: Settings, state: CurationState) -> RewardModelFactory:
+def _reward_model_factory(settings: Settings, state: CurationState, weights: np.ndarray) -> RewardModelFactory:
     """Fresh reward models of the configured kind for this training: one encoder, one disk
     embedding cache, and the L2 coefficient chosen once on the current labels (not per fold)."""
     overrides: dict[str, Any] = {"seed": settings.seed}
     if settings.reward_model == "embedding":
         overrides["cache_dir"] = str(settings.data_dir / "embeddings")
-    weights = fused_training_weights(state, FusedConfig().human_weight)
     train = np.flatnonzero(weights > 0)
     overrides = with_fixed_weight_decay(settings.reward_model, overrides, [state.pairs[i] for i in train],
                                         state.working_a_preferred[train], weights[train])
@@ -203,8 +202,12 @@ def run_training(
         round_index=carried.next_round_index,
     )
     reason = _round_due(pool, carried, settings, force_round)
+    # Current labels and weights: human labels count more, earlier exclusions stay out.
+    weights = fused_training_weights(state, FusedConfig().human_weight)
+    labels = state.working_a_preferred
     on_stage("choosing the reward model's regularisation")
-    factory = _reward_model_factory(settings, state)
+    factory = _reward_model_factory(settings, state, weights)
+    lap("tune")
 
     plan: RoundPlan | None = None
     if reason:
@@ -213,9 +216,6 @@ def run_training(
         plan = plan_round(settings.strategy, state, factory, human_batch_size=batch, seed=settings.seed + state.round_index)
         weights, labels = plan.train_weight, plan.label_a_preferred
         lap("plan")
-    else:
-        weights = fused_training_weights(state, FusedConfig().human_weight)
-        labels = state.working_a_preferred
 
     on_stage("fitting the reward model")
     rm = factory()
