@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from label_studio_sdk.core.api_error import ApiError
 from rq import get_current_job
 
 from rlthf_backend.core.curation import CurationState, JudgeEvidence, RoundPlan, plan_round
@@ -46,6 +47,10 @@ ROUNDS_LOG = "rounds.jsonl"  # one line per round, kept across pruning (report, 
 
 class TrainingError(RuntimeError):
     """The project cannot be trained as it is; the message says why."""
+
+
+class ProjectNotFound(TrainingError):
+    """Label Studio has no such project (deleted, or a stray event): retrying cannot help."""
 
 
 @dataclass
@@ -180,6 +185,10 @@ def run_training(
         pool = build_pool(config, iter_tasks(ls, project_id))
     except httpx.TransportError as exc:
         raise TrainingError(f"Label Studio unreachable at {settings.label_studio_url}: {exc}") from exc
+    except ApiError as exc:
+        if exc.status_code == 404:
+            raise ProjectNotFound(f"Label Studio has no project {project_id}") from exc
+        raise TrainingError(f"Label Studio answered {exc.status_code} for project {project_id}: {exc.body}") from exc
     if len(pool) < 2:
         raise TrainingError(f"project {project_id} has {len(pool)} usable pair(s); at least 2 are needed")
     lap("read")
@@ -383,11 +392,15 @@ def train_project_job(project_id: int) -> dict[str, Any]:
             clear_force_round(redis, project_id, forced)
         outcome.seconds["debounce"] = round(waited, 3)
     except Exception as exc:
+        final = isinstance(exc, ProjectNotFound)  # retrying cannot bring a project back
         status.record(redis, project_id, "last_failed", {
             "job_id": job.id, "reason": f"{type(exc).__name__}: {exc}", "started_at": started,
-            "seconds": round(time.perf_counter() - t0, 3), "retries_left": job.retries_left})
+            "seconds": round(time.perf_counter() - t0, 3), "retries_left": 0 if final else job.retries_left})
         status.clear(redis, project_id, "running")
         status.count_job(redis, "failed", time.perf_counter() - t0)
+        if final:
+            log.warning("project %s: %s; not retrying", project_id, exc)
+            return {"project_id": project_id, "error": str(exc)}
         raise
     status.count_job(redis, "finished", time.perf_counter() - t0)
     result = outcome.as_dict()

@@ -210,3 +210,14 @@ def test_annotation_storm_collapses_into_few_trainings(ls, backend, worker, loop
     runs = backend.metric("rlthf_jobs_finished_total") - jobs_before
     assert 1 <= runs <= 3, runs
     assert finished_jobs(backend, project_id)["last_finished"]["human_labels"] == 200
+
+
+def test_event_for_a_missing_project_fails_once_without_retries(backend, worker):
+    r = backend.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 424242}})
+    assert r.json()["status"] == "queued"
+    wait_until(lambda: bool(finished_jobs(backend, 424242)["last_failed"]), 60, "the failure")
+    failed = finished_jobs(backend, 424242)["last_failed"]
+    assert "Label Studio has no project 424242" in failed["reason"] and failed["retries_left"] == 0
+    first_at = failed["at"]
+    time.sleep(12)  # past the first retry interval (10 s): nothing runs again
+    assert finished_jobs(backend, 424242)["last_failed"]["at"] == first_at
