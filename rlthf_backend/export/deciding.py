@@ -8,55 +8,16 @@ without a round only refit the reward model and decide nothing. The round log
 from __future__ import annotations
 
 import json
-import logging
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rlthf_backend.export.rows import DecidingRound, TaskDecision
-from rlthf_backend.registry import ModelRegistry, VersionInfo
-
-log = logging.getLogger(__name__)
-
-# The names rlthf_backend.jobs.training writes (not imported from there: it pulls in the whole
-# SDK and RQ, seconds of start-up for a report request). tests/unit/test_report.py checks they agree.
-ROUND_FILE = "round.json"
-ROUNDS_LOG = "rounds.jsonl"
-
-
-def newest_round_version(registry: ModelRegistry, project_id: int) -> VersionInfo | None:
-    """The newest published version holding a ``round.json``, or None."""
-    for version in reversed(registry.versions(project_id)):
-        if (version.path / ROUND_FILE).is_file():
-            return version
-    return None
-
-
-def read_round_log(registry: ModelRegistry, project_id: int) -> list[dict[str, Any]]:
-    """Every line of the project's round log, oldest first (a torn last line is skipped)."""
-    path = registry.project_dir(project_id) / ROUNDS_LOG
-    if not path.is_file():
-        return []
-    lines = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        if not raw.strip():
-            continue
-        try:
-            lines.append(json.loads(raw))
-        except json.JSONDecodeError:
-            log.warning("%s: skipping an unreadable line", path)  # a writer killed mid-line
-    return lines
-
-
-def read_margins(version_dir: Path) -> dict[int, float]:
-    """r(a) - r(b) per task id, as the version's reward model scored the pool."""
-    try:
-        ids = json.loads((version_dir / "task_ids.json").read_text())
-        margins = np.load(version_dir / "margins.npy")
-    except FileNotFoundError:
-        return {}
-    return {int(t): float(m) for t, m in zip(ids, margins)}
+from rlthf_backend.registry import ModelRegistry
+from rlthf_backend.round_files import (
+    ROUND_FILE,
+    newest_round_version,
+    read_margins,
+    read_round_log,
+)
 
 
 def decisions_of(round_record: dict[str, Any]) -> dict[int, TaskDecision]:

@@ -36,13 +36,11 @@ from rlthf_backend.labelstudio.config import parse_label_config
 from rlthf_backend.labelstudio.pool import ProjectPool, build_pool
 from rlthf_backend.labelstudio.queue_order import QueuedPrediction, queue_scores, write_round
 from rlthf_backend.registry import ModelRegistry, VersionInfo, write_json_atomic
+from rlthf_backend.round_files import ROUND_FILE, STATE_FILE, append_round_log, write_margins
 from rlthf_backend.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"  # per-task round state carried to the next run, keyed by task id
-ROUND_FILE = "round.json"  # the round's plan, decisions and numbers
-ROUNDS_LOG = "rounds.jsonl"  # one line per round, kept across pruning (report, export)
 
 
 class TrainingError(RuntimeError):
@@ -245,8 +243,7 @@ def run_training(
         write_json_atomic(folder / STATE_FILE, _next_carried(carried, pool, plan, version_id).as_json())
         if round_record is not None:
             write_json_atomic(folder / ROUND_FILE, round_record)
-        np.save(folder / "margins.npy", margins)
-        write_json_atomic(folder / "task_ids.json", ids)
+        write_margins(folder, ids, margins)
 
     on_stage("publishing the model version")
     version = registry.publish(
@@ -283,7 +280,7 @@ def run_training(
         outcome.predictions_written = report.written
         outcome.model_version_in_label_studio = version.version
         outcome.round_summary = round_record["summary"] if round_record else {}
-        _append_round_log(registry, project_id, version.version, outcome, round_record)
+        append_round_log(registry, project_id, _round_log_line(version.version, outcome, round_record))
     seconds["total"] = round(time.perf_counter() - t_start, 3)
     outcome.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
@@ -357,14 +354,11 @@ def _num(value: Any) -> Any:
     return None if math.isnan(f) else f
 
 
-def _append_round_log(registry: ModelRegistry, project_id: int, version: str, outcome: TrainingOutcome,
-                      record: dict[str, Any] | None) -> None:
-    line = {"version": version, "at": time.time(), "round_index": outcome.round_index,
+def _round_log_line(version: str, outcome: TrainingOutcome, record: dict[str, Any] | None) -> dict[str, Any]:
+    return {"version": version, "at": time.time(), "round_index": outcome.round_index,
             "reason": outcome.round_reason, "pool_size": outcome.pool_size, "human_labels": outcome.human_labels,
             "human_batch": outcome.human_batch, "counts": (record or {}).get("counts"),
             "summary": (record or {}).get("summary"), "seconds": outcome.seconds}
-    with open(registry.project_dir(project_id) / ROUNDS_LOG, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line, default=str) + "\n")
 
 
 def train_project_job(project_id: int) -> dict[str, Any]:

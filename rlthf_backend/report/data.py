@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from rlthf_backend.core.curation import CurvePoints, find_curve_points
-from rlthf_backend.export.deciding import ROUND_FILE, newest_round_version, read_margins, read_round_log
 from rlthf_backend.registry import ModelRegistry
+from rlthf_backend.round_files import ROUND_FILE, newest_round_version, read_margins, read_round_log
 
 
 @dataclass(frozen=True)

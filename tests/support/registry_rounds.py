@@ -3,12 +3,12 @@ report and export tests that need no Label Studio."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from rlthf_backend.registry import ModelRegistry, write_json_atomic
+from rlthf_backend.round_files import ROUND_FILE, append_round_log, write_margins
 
 
 def margin_curve_values(n: int, seed: int = 0) -> np.ndarray:
@@ -38,15 +38,13 @@ def publish_round(registry: ModelRegistry, project_id: int, task_ids: list[int],
     }
 
     def write(folder: Path, version: str) -> None:
-        write_json_atomic(folder / "round.json", record)
-        np.save(folder / "margins.npy", np.array([rm[t] for t in task_ids]))
-        write_json_atomic(folder / "task_ids.json", task_ids)
+        write_json_atomic(folder / ROUND_FILE, record)
+        write_margins(folder, task_ids, np.array([rm[t] for t in task_ids]))
 
     info = registry.publish(project_id, write, meta={"strategy": "fused", "round": True})
     line = {"version": info.version, "round_index": round_index, "reason": "test", "pool_size": len(task_ids),
             "human_labels": human_labels, "human_batch": human_batch, "counts": counts, "summary": summary or {}}
-    with open(registry.project_dir(project_id) / "rounds.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
+    append_round_log(registry, project_id, line)
     return info.version
 
 

@@ -103,8 +103,3 @@ def test_queue_marks_tasks_already_answered(registry):
     assert "Label Studio was not asked" in unknown and 'class="answered"' not in unknown
 
 
-def test_registry_file_names_match_the_training_job():
-    from rlthf_backend.export import deciding
-    from rlthf_backend.jobs import training
-
-    assert (deciding.ROUND_FILE, deciding.ROUNDS_LOG) == (training.ROUND_FILE, training.ROUNDS_LOG)
