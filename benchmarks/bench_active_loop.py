@@ -64,7 +64,8 @@ def wait_training(client: httpx.Client, project_id: int, after: float, timeout_s
     while time.monotonic() < deadline:
         st = client.get(f"/jobs?project={project_id}").json()
         done = st.get("last_finished")
-        if done and done["started_at"] > after and not st.get("running") and not st.get("queued"):
+        if done and done["started_at"] > after and done.get("round_run") and not st.get("running") \
+                and not st.get("queued"):
             return done
         if st.get("last_failed") and st["last_failed"]["at"] > after:
             raise RuntimeError(st["last_failed"])
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--config", default="choices.xml", choices=["choices.xml", "pairwise.xml"])
     parser.add_argument("--rounds", type=int, default=5, help="rounds of 100 concurrent webhooks")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="reuse this RLTHF_DATA_DIR (its embedding cache) instead of a fresh one")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     config_xml = (ROOT / "label_config" / args.config).read_text()
@@ -85,7 +88,8 @@ def main() -> None:
     ls_server = start_label_studio(tmp / "ls")
     redis_server = RedisServer(tmp)
     env = {
-        "RLTHF_JUDGE": "precomputed", "RLTHF_DATA_DIR": str(tmp / "data"), "LABEL_STUDIO_URL": ls_server.url,
+        "RLTHF_JUDGE": "precomputed", "RLTHF_DATA_DIR": str(args.data_dir or tmp / "data"),
+        "RLTHF_MODEL_DIR": str(tmp / "models"), "LABEL_STUDIO_URL": ls_server.url,
         "LABEL_STUDIO_API_KEY": ls_server.token, "REDIS_URL": redis_server.url, "RLTHF_LOG_LEVEL": "WARNING",
         "RLTHF_ROUND_EVERY_N_LABELS": "0",
     }
@@ -129,15 +133,17 @@ def main() -> None:
             pair_of = {t.id: t.data["pair_id"] for t in ls.tasks.list(project=project.id, page_size=1000)}
 
             # A person answers the batch; the clock runs from the last answer.
+            t_batch = time.time()
             for task_id in batch[:-1]:
                 ls.annotations.create(id=task_id, result=human_result(args.config, label_of[pair_of[task_id]]))
-            t_last = time.time()
             ls.annotations.create(id=batch[-1], result=human_result(args.config, label_of[pair_of[batch[-1]]]))
             t_after_last = time.perf_counter()
             while ls.projects.get(id=project.id).model_version == first["version"]:
                 time.sleep(0.1)
             to_queue = time.perf_counter() - t_after_last
-            second = wait_training(client, project.id, t_last)
+            # The round may have been picked up (debounced) while the batch was being answered.
+            second = wait_training(client, project.id, t_batch)
+            assert second["round_index"] == first["round_index"] + 1, second
 
             # The anchor: a fit() inside the webhook request blocks it for the training itself.
             anchor = sum(second["seconds"].get(k, 0.0) for k in ("read", "judge", "tune", "plan", "fit"))
