@@ -138,7 +138,7 @@ class _PredictionWriter:
                 model_version=self.version,
             )
 
-        # In order when it matters (the batch is small); threads for the bulk of the pool.
+        # Order of creation does not matter: the scores order the queue.
         with ThreadPoolExecutor(max_workers=self.threads) as pool:
             list(pool.map(create, chunk))
         return len(chunk)

@@ -23,7 +23,7 @@ import openai
 from openai import OpenAI
 
 from rlthf_backend.core.judges.orders import OrderAnswer, PromptedJudge
-from rlthf_backend.core.judges.prompt import excerpt, load_template, parse_verdict
+from rlthf_backend.core.judges.prompt import excerpt, parse_verdict
 from rlthf_backend.core.types import JudgeStatus
 from rlthf_backend.settings import Settings
 
@@ -114,10 +114,7 @@ class OpenAIJudge(PromptedJudge):
     ):
         super().__init__(
             model=settings.openai_model,
-            template=load_template(settings.judge_prompt_file),
-            criteria=settings.judge_criteria,
-            both_orders=settings.judge_both_orders,
-            max_chars=settings.judge_max_chars,
+            **self.prompt_options(settings),
         )
         self.base_url = settings.openai_base_url
         self.timeout = settings.judge_timeout

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rlthf_backend.core.judges.base import Judge
-from rlthf_backend.core.judges.prompt import RenderedPrompt, clip_raw, render, template_hash
-from rlthf_backend.core.types import Judgment, JudgeStatus, Label, Pair
+from rlthf_backend.core.judges.prompt import RenderedPrompt, clip_raw, load_template, render, template_hash
+from rlthf_backend.core.types import JudgeStatus, Judgment, Label, Pair
+from rlthf_backend.settings import Settings
 
 Letter = Literal["A", "B"]
 
@@ -125,6 +126,16 @@ class PromptedJudge(Judge):
     Subclasses implement :meth:`_ask_many` (prompts in, one :class:`OrderAnswer` each, in
     order, never raising for one bad answer) and add their own keys to :meth:`config`.
     """
+
+    @staticmethod
+    def prompt_options(settings: Settings) -> dict[str, Any]:
+        """The settings every prompted judge takes: its template, criteria, orders and text limit."""
+        return {
+            "template": load_template(settings.judge_prompt_file),
+            "criteria": settings.judge_criteria,
+            "both_orders": settings.judge_both_orders,
+            "max_chars": settings.judge_max_chars,
+        }
 
     def __init__(self, *, model: str, template: str, criteria: str, both_orders: bool, max_chars: int):
         self._model_id = model

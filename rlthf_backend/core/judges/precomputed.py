@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rlthf_backend.core.judges.base import Judge
-from rlthf_backend.core.types import LABELS, Judgment, JudgeStatus, Label, Pair
+from rlthf_backend.core.types import LABELS, JudgeStatus, Judgment, Label, Pair
 
 FIELD_LABEL = "llm_label"
 FIELD_SWAPPED = "llm_label_swapped"

@@ -25,7 +25,6 @@ from rlthf_backend.core.judges.prompt import (
     ANSWER_PREFIX,
     RenderedPrompt,
     excerpt,
-    load_template,
     render,
     truncate,
 )
@@ -111,10 +110,7 @@ class TransformersJudge(PromptedJudge):
         self.source = resolve_source(settings.transformers_model, settings.transformers_gguf_file)
         super().__init__(
             model=self.source.model_id,
-            template=load_template(settings.judge_prompt_file),
-            criteria=settings.judge_criteria,
-            both_orders=settings.judge_both_orders,
-            max_chars=settings.judge_max_chars,
+            **self.prompt_options(settings),
         )
         self.device_setting = settings.transformers_device
         self.batch_size = settings.transformers_batch_size
