@@ -21,9 +21,9 @@ def test_demo_starts_everything_prelabels_orders_and_stops_on_ctrl_c(tmp_path, l
     # `label_studio` only makes sure Label Studio's virtualenv exists before the clock starts.
     ls_port, port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RLTHF_") and k != "REDIS_URL"}
-    # The precomputed judge keeps this test fast; the default (SmolLM2) has its own tests.
-    env.update({"RLTHF_DATA_DIR": str(tmp_path / "data"), "RLTHF_JUDGE": "precomputed",
-                "RLTHF_DEBOUNCE_SECONDS": "0"})
+    # The demo's default judge is the precomputed one (the verdicts GPT-4 / gpt-3.5-turbo gave the
+    # shipped pairs); `--judge smollm2` runs the live local model, which has its own tests.
+    env.update({"RLTHF_DATA_DIR": str(tmp_path / "data"), "RLTHF_DEBOUNCE_SECONDS": "0"})
     log = open(tmp_path / "demo.log", "w+")
     proc = subprocess.Popen([rlthf_backend_exe(), "demo", "--ls-port", str(ls_port), "--port", str(port)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
@@ -50,6 +50,15 @@ def test_demo_starts_everything_prelabels_orders_and_stops_on_ctrl_c(tmp_path, l
 
         wait_until(ordered, 180, "the first round")
         assert ls.projects.get(id=project.id).sampling == "Uncertainty sampling"
+
+        # The demo waited for that round and checked the queue against the shipped human labels.
+        check = json.loads((tmp_path / "data" / "models" / f"project-{project.id}" / "queue_check.json").read_text())
+        print("demo queue check:", check)  # the figure the README quotes (pytest -s shows it)
+        assert check["pool"] == 60 and check["first"] == 10 and check["batch"] >= 2
+        assert check["wrong_in_pool"] == sum(p["llm_label"] != p["human_label"] for p in load_sample_pairs())
+        assert check["share_first"] > 1.5 * check["share_random"], check  # the queue finds the judge's mistakes
+        assert f"Of the first {check['first']} tasks the queue serves, {check['wrong_in_first']}" in out
+        assert all(t["data"].get("llm_model", "").startswith(("GPT-4", "gpt-3.5")) for t in tasks)
     finally:
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(60)

@@ -585,7 +585,8 @@ def test_hadolint_finds_nothing():
 
 SAMPLE_FIELDS = {"id", "source", "subset", "prompt", "response_a", "response_b", "human_label", "llm_label",
                  "llm_label_swapped", "llm_judge"}
-REDISTRIBUTABLE = {("llmbar", "LLMBar/Natural"): "MIT License", ("pandalm", "testset-v1"): "Apache License"}
+REDISTRIBUTABLE = {("llmbar", "LLMBar/Natural"): "MIT License", ("llmbar", "Processed/MT-Bench"): "CC BY 4.0",
+                   ("pandalm", "testset-v1"): "Apache License"}
 
 
 def test_demo_sample_pairs_load_from_the_package():
