@@ -93,12 +93,15 @@ def train(project_id: int, force_round: bool) -> None:
 @main.command()
 @click.option("--ls-port", default=8080, show_default=True, type=int, help="Label Studio's port")
 @click.option("--port", default=9090, show_default=True, type=int, help="the backend's port")
-def demo(ls_port: int, port: int) -> None:
+@click.option("--judge", default="precomputed", show_default=True, type=click.Choice(["precomputed", "smollm2"]),
+              help="precomputed: the GPT-4 / gpt-3.5-turbo verdicts published with the pairs; "
+              "smollm2: a small local model judging live (offline, weak)")
+def demo(ls_port: int, port: int, judge: str) -> None:
     """Label Studio + this backend + a project of real pairs, pre-labelled, on this machine."""
     from rlthf_backend.demo.run import DemoError, run_demo
 
     try:
-        run_demo(get_settings(), ls_port=ls_port, backend_port=port)
+        run_demo(get_settings(), ls_port=ls_port, backend_port=port, judge=judge)
     except DemoError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -187,6 +190,23 @@ def export(project_id: int, fmt: str, out: Path, include_dropped: bool, min_conf
         raise click.ClickException(str(exc)) from exc
     click.echo(data.describe())
     click.echo(f"wrote {written} rows to {out} ({fmt}{', conversational' if conversational else ''})")
+
+
+@main.command()
+@click.option("--project", "project_id", default=None, type=int, help="also check this Label Studio project")
+@click.option("--backend-url", default=None, help="the backend's URL as Label Studio knows it "
+              "(default: the ML backend connected to the project)")
+def doctor(project_id: int | None, backend_url: str | None) -> None:
+    """Check Label Studio, the connection, the project, jobs, judge and disk; one line per check, with the fix."""
+    from rlthf_backend.doctor import passed, run_checks
+
+    checks = []
+    for check in run_checks(get_settings(), project_id=project_id, backend_url=backend_url):
+        click.echo(check.line())
+        checks.append(check)
+    failed = sum(c.verdict == "FAIL" for c in checks)
+    click.echo("all checks passed" if passed(checks) else f"{failed} check(s) failed")
+    sys.exit(0 if passed(checks) else 1)
 
 
 @main.command()

@@ -1,0 +1,466 @@
+"""``rlthf-backend doctor``: check a deployment the way Label Studio will use it, one line per check.
+
+Each check says what it saw and, when it fails, the fix. They cover what breaks in practice with
+Label Studio 1.23 ML backends: an unreachable server or a token of the wrong kind; a backend that
+Label Studio refuses to reach (SSRF protection, ``localhost`` inside a container); a label config
+the backend cannot read; a project without the backend, without its webhook, or with a webhook
+that lacks the basic-auth header; a project whose ``model_version`` / sampling do not follow the
+rounds (so the queue is not ordered); no Redis or no worker (Train does nothing); a judge that
+does not answer; a registry without room.
+
+Checks that need something an earlier one could not establish are skipped, saying which.
+Label Studio is read over its REST API (httpx) so the doctor can tell apart what the SDK hides
+(legacy vs personal access tokens, the 403 of its SSRF protection). The only writes are two
+no-op probes, and only where they diagnose: re-submitting the connected backend's own URL (when
+Label Studio says it cannot reach it) and the webhook's own URL, which Label Studio validates
+against its SSRF rules on every save.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from rlthf_backend.labelstudio.client import basic_auth_header
+from rlthf_backend.labelstudio.config import LabelConfigError, parse_label_config
+from rlthf_backend.labelstudio.queue_order import UNCERTAINTY_SAMPLING
+from rlthf_backend.registry import ModelRegistry
+from rlthf_backend.round_files import newest_round_version
+from rlthf_backend.settings import Settings
+
+Verdict = Literal["ok", "FAIL", "skip"]
+
+#: Free space the registry needs, by reward-model kind: a few versions of the small embedding
+#: heads, or of fine-tuned transformer reward models (hundreds of MB each, RLTHF_KEEP_VERSIONS kept).
+REGISTRY_MIN_FREE_BYTES = {"embedding": 1 << 30, "trl": 10 << 30}
+#: Actions a webhook must send for the loop to run (label events and the Train button).
+NEEDED_ACTIONS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",
+                            "ANNOTATIONS_DELETED", "START_TRAINING"})
+ML_STATES = {"CO": "connected", "DI": "disconnected", "ER": "error", "TR": "training", "PR": "predicting"}
+TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    verdict: Verdict
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        fix = f" -> fix: {self.fix}" if self.fix and self.verdict == "FAIL" else ""
+        hint = f" ({self.fix})" if self.fix and self.verdict == "skip" else ""
+        return f"[{self.verdict:>4}] {self.name:<20} {self.detail}{fix}{hint}"
+
+
+def passed(checks: list[Check]) -> bool:
+    """All checks that ran passed (exit code 0). A skipped check is not a pass when it was skipped
+    because an earlier one failed: that one already fails the run."""
+    return not any(c.verdict == "FAIL" for c in checks)
+
+
+@dataclass
+class _Context:
+    """What earlier checks established, for the later ones."""
+
+    settings: Settings
+    project_id: int | None
+    backend_url: str | None
+    min_free_bytes: int | None
+    ls_up: bool = False
+    auth: dict[str, str] = field(default_factory=dict)  # the Authorization header that works
+    project: dict[str, Any] | None = None
+    ml: dict[str, Any] | None = None
+    config_ok: bool = False
+
+    @property
+    def ls_url(self) -> str:
+        return self.settings.label_studio_url.rstrip("/")
+
+    def ls(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, self.ls_url + path, headers=self.auth, timeout=TIMEOUT_S, **kwargs)
+
+    @property
+    def basic_auth(self) -> tuple[str, str] | None:
+        s = self.settings
+        if not s.auth_enabled:
+            return None
+        return s.basic_auth_user or "", s.basic_auth_pass.get_secret_value()  # type: ignore[union-attr]
+
+
+def _detail(response: httpx.Response) -> str:
+    """Label Studio's error message, flattened to one line."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip().replace("\n", " ")[:300]
+    if isinstance(body, dict):
+        for key in ("detail", "validation_errors", "message", "error"):
+            if body.get(key):
+                body = body[key]
+                break
+    text = body if isinstance(body, str) else json.dumps(body)
+    return " ".join(text.split())[:400]
+
+
+def _is_jwt(token: str) -> bool:
+    """Personal access tokens are JWTs (three base64url parts); legacy tokens are 40 hex characters."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+    except ValueError:
+        return False
+    return True
+
+
+# --- the checks, in order -------------------------------------------------------------------------
+
+
+def check_label_studio(ctx: _Context) -> Check:
+    try:
+        r = httpx.get(ctx.ls_url + "/health", timeout=TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        return Check("label-studio", "FAIL", f"no answer from {ctx.ls_url} ({type(exc).__name__}: {exc})",
+                     "start Label Studio, or set LABEL_STUDIO_URL to the address this machine reaches it at")
+    if r.status_code != 200:
+        return Check("label-studio", "FAIL", f"{ctx.ls_url}/health answered {r.status_code}",
+                     "LABEL_STUDIO_URL must be Label Studio's base URL (no /projects/... path)")
+    ctx.ls_up = True
+    version = ""
+    try:
+        version = httpx.get(ctx.ls_url + "/api/version", timeout=TIMEOUT_S).json().get("release", "")
+    except (httpx.HTTPError, ValueError, AttributeError):
+        pass  # the version is only shown, never needed
+    return Check("label-studio", "ok", f"Label Studio {version} answers at {ctx.ls_url}".replace("  ", " "))
+
+
+def check_token(ctx: _Context) -> Check:
+    name = "token"
+    if not ctx.ls_up:
+        return Check(name, "skip", "needs Label Studio")
+    key = ctx.settings.label_studio_api_key
+    if key is None or not key.get_secret_value().strip():
+        return Check(name, "FAIL", "LABEL_STUDIO_API_KEY is not set",
+                     "set it to your access token (Label Studio: Account & Settings)")
+    token = key.get_secret_value().strip()
+    if _is_jwt(token):
+        kind = "personal access token"
+        r = httpx.post(ctx.ls_url + "/api/token/refresh/", json={"refresh": token}, timeout=TIMEOUT_S)
+        if r.status_code != 200:
+            return Check(name, "FAIL", f"Label Studio refused the {kind} ({r.status_code}: {_detail(r)})",
+                         "the token is revoked, expired or from another Label Studio: create a new one in "
+                         "Account & Settings > Personal Access Token")
+        headers = {"Authorization": f"Bearer {r.json().get('access', '')}"}
+    else:
+        kind = "legacy token"
+        headers = {"Authorization": f"Token {token}"}
+    r = httpx.get(ctx.ls_url + "/api/current-user/whoami", headers=headers, timeout=TIMEOUT_S)
+    if r.status_code != 200:
+        message = _detail(r)
+        if "legacy token authentication has been disabled" in message:
+            fix = ("this organization turned legacy tokens off: use a personal access token (Account & Settings), "
+                   "or enable legacy tokens (Organization > API Tokens Settings)")
+        else:
+            fix = "copy the token again from Account & Settings (legacy token) or create a personal access token"
+        return Check(name, "FAIL", f"Label Studio refused the {kind} ({r.status_code}: {message})", fix)
+    ctx.auth = headers
+    user = r.json().get("email") or r.json().get("username") or "?"
+    return Check(name, "ok", f"{kind} of {user}")
+
+
+def check_project_config(ctx: _Context) -> Check:
+    name = "project-config"
+    if ctx.project_id is None:
+        return Check(name, "skip", "no project given", "run with --project ID for the project checks")
+    if not ctx.auth:
+        return Check(name, "skip", "needs a valid token")
+    r = ctx.ls("GET", f"/api/projects/{ctx.project_id}")
+    if r.status_code == 404:
+        return Check(name, "FAIL", f"Label Studio has no project {ctx.project_id}",
+                     "use the id from the project's URL (/projects/ID)")
+    if r.status_code != 200:
+        return Check(name, "FAIL", f"reading project {ctx.project_id} answered {r.status_code}: {_detail(r)}",
+                     "the token's user must be a member of the project's organization")
+    ctx.project = r.json()
+    try:
+        config = parse_label_config(ctx.project.get("label_config"))
+    except LabelConfigError as exc:
+        return Check(name, "FAIL", f"the label config is not a supported pairwise config: {exc}",
+                     "use label_config/pairwise.xml or label_config/choices.xml (Settings > Labeling Interface)")
+    ctx.config_ok = True
+    fields = ", ".join(f"${f}" for f in config.fields)
+    return Check(name, "ok", f"{config.kind} control '{config.control_name}' over {fields}")
+
+
+def _backend_matches(url: str, wanted: str | None) -> bool:
+    return wanted is None or url.rstrip("/") == wanted.rstrip("/")
+
+
+def check_ml_backend(ctx: _Context) -> Check:
+    name = "ml-backend"
+    if ctx.project is None:
+        return Check(name, "skip", "needs the project")
+    r = ctx.ls("GET", "/api/ml", params={"project": ctx.project_id})
+    if r.status_code != 200:
+        return Check(name, "FAIL", f"listing the project's ML backends answered {r.status_code}: {_detail(r)}")
+    backends = r.json()
+    ours = [m for m in backends if _backend_matches(m.get("url", ""), ctx.backend_url)]
+    where = ctx.backend_url or "this backend"
+    if not ours:
+        seen = ", ".join(m.get("url", "?") for m in backends) or "none"
+        return Check(name, "FAIL", f"no ML backend at {where} is connected to project {ctx.project_id} "
+                     f"(connected: {seen})",
+                     f"Project Settings > Model > Connect Model with URL {ctx.backend_url or 'http://<backend>:9090'}")
+    ctx.ml = ours[0]
+    if ctx.backend_url is None:
+        ctx.backend_url = ctx.ml["url"].rstrip("/")
+    auth = "basic auth" if ctx.ml.get("auth_method") == "BASIC_AUTH" else "no auth"
+    if ctx.basic_auth and ctx.ml.get("auth_method") != "BASIC_AUTH":
+        return Check(name, "FAIL", f"{ctx.ml['url']} is connected without auth, but this backend requires basic auth",
+                     "Project Settings > Model > edit: choose Basic Authentication with BASIC_AUTH_USER / _PASS")
+    return Check(name, "ok", f"{ctx.ml['url']} connected as '{ctx.ml.get('title')}' (id {ctx.ml['id']}, {auth})")
+
+
+def check_backend_here(ctx: _Context) -> Check:
+    name = "backend"
+    if ctx.backend_url is None:
+        return Check(name, "skip", "no backend URL", "give --backend-url, or --project ID with a connected backend")
+    try:
+        r = httpx.get(ctx.backend_url + "/health", auth=ctx.basic_auth, timeout=TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        return Check(name, "FAIL", f"no answer from {ctx.backend_url} here ({type(exc).__name__})",
+                     "start it: rlthf-backend serve (or docker compose up backend)")
+    if r.status_code == 401:
+        return Check(name, "FAIL", f"{ctx.backend_url} wants other basic-auth credentials",
+                     "run the doctor with the backend's BASIC_AUTH_USER / BASIC_AUTH_PASS")
+    if r.status_code != 200:
+        return Check(name, "FAIL", f"{ctx.backend_url}/health answered {r.status_code}",
+                     "the URL must point at rlthf-backend serve")
+    mode = (r.json().get("jobs") or {}).get("mode", "?")
+    return Check(name, "ok", f"{ctx.backend_url} answers here (jobs: {mode})")
+
+
+def check_backend_from_label_studio(ctx: _Context) -> Check:
+    name = "backend-from-ls"
+    if ctx.ml is None:
+        return Check(name, "skip", "needs a connected ML backend")
+    # Reading one backend makes Label Studio call its /health and /setup again (update_state).
+    r = ctx.ls("GET", f"/api/ml/{ctx.ml['id']}")
+    if r.status_code != 200:
+        return Check(name, "FAIL", f"reading ML backend {ctx.ml['id']} answered {r.status_code}: {_detail(r)}")
+    ml = r.json()
+    state = ML_STATES.get(ml.get("state"), ml.get("state"))
+    if state in ("connected", "training", "predicting"):
+        return Check(name, "ok", f"Label Studio reaches {ml['url']} ({state})")
+    # Label Studio keeps no reason for "disconnected": submitting the same URL again runs its own
+    # validation (SSRF rules, /health, /setup) and answers the reason. It saves nothing unless valid.
+    probe: dict[str, Any] = {"url": ml["url"], "project": ctx.project_id}
+    if ctx.basic_auth:
+        probe.update(auth_method="BASIC_AUTH", basic_auth_user=ctx.basic_auth[0], basic_auth_pass=ctx.basic_auth[1])
+    p = ctx.ls("PATCH", f"/api/ml/{ctx.ml['id']}", json=probe)
+    reason = _detail(p) if p.status_code != 200 else (ml.get("error_message") or "")
+    if p.status_code == 403 or "not allowed" in reason:
+        return Check(name, "FAIL", f"Label Studio refuses {ml['url']}: {reason}",
+                     "Label Studio 1.23.1+ blocks ML backends on local/private addresses: start it with "
+                     "ML_BLOCK_LOCAL_IP=false (and SSRF_PROTECTION_ENABLED=false for the webhooks)")
+    if "authentication" in reason.lower():
+        return Check(name, "FAIL", f"Label Studio reaches {ml['url']} but its credentials are refused: {reason}",
+                     "Project Settings > Model > edit: enter the backend's BASIC_AUTH_USER / BASIC_AUTH_PASS")
+    if p.status_code == 200:
+        return Check(name, "ok", f"Label Studio reaches {ml['url']} again (it was {state})")
+    return Check(name, "FAIL", f"Label Studio cannot use {ml['url']} ({state}): {reason}",
+                 "the URL must be reachable from Label Studio's machine: inside a container 'localhost' is the "
+                 "container itself; use the host's address or the compose service name (http://backend:9090)")
+
+
+def check_webhook(ctx: _Context) -> Check:
+    name = "webhook"
+    if ctx.ml is None:
+        return Check(name, "skip", "needs a connected ML backend")
+    target = ctx.ml["url"].rstrip("/") + "/webhook"
+    r = ctx.ls("GET", "/api/webhooks/", params={"project": ctx.project_id})
+    if r.status_code != 200:
+        return Check(name, "FAIL", f"listing webhooks answered {r.status_code}: {_detail(r)}")
+    hooks = [h for h in r.json() if h.get("project") == ctx.project_id]
+    ours = [h for h in hooks if h.get("url") == target]
+    if not ours:
+        seen = ", ".join(h.get("url", "?") for h in hooks) or "none"
+        return Check(name, "FAIL", f"no webhook of project {ctx.project_id} points at {target} (webhooks: {seen})",
+                     "Label Studio creates it when the model is connected: remove the model in Project Settings > "
+                     "Model and connect it again (or add a webhook to that URL in Settings > Webhooks)")
+    hook = ours[0]
+    problems = []
+    if not hook.get("is_active", True):
+        problems.append("it is switched off")
+    if not hook.get("send_for_all_actions"):
+        missing = NEEDED_ACTIONS - set(hook.get("actions") or [])
+        if missing:
+            problems.append(f"it does not send {', '.join(sorted(missing))}")
+    if ctx.basic_auth:
+        wanted = basic_auth_header(*ctx.basic_auth)
+        if (hook.get("headers") or {}).get("Authorization") != wanted:
+            problems.append("it has no Authorization header for this backend's basic auth (every event gets 401)")
+    if problems:
+        fix = ("the backend adds the header itself at /setup when it has LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY: "
+               "open the project's Model settings and save (or edit the webhook in Settings > Webhooks)"
+               if any("Authorization" in p for p in problems) else
+               "Settings > Webhooks: activate it for all actions (or reconnect the model)")
+        return Check(name, "FAIL", f"webhook {hook['id']} to {target}: " + "; ".join(problems), fix)
+    # Label Studio validates a webhook's URL against its SSRF rules on every save: saving the same
+    # URL tells whether it would drop the events (it does so silently when sending).
+    p = ctx.ls("PATCH", f"/api/webhooks/{hook['id']}/", json={"url": target})
+    if p.status_code == 403:
+        return Check(name, "FAIL", f"Label Studio will drop the events to {target}: {_detail(p)}",
+                     "start Label Studio with SSRF_PROTECTION_ENABLED=false (1.23.1+ blocks webhooks to "
+                     "local/private addresses)")
+    auth = ", with the basic-auth header" if ctx.basic_auth else ""
+    return Check(name, "ok", f"webhook {hook['id']} sends label events and Train to {target}{auth}")
+
+
+def check_queue_settings(ctx: _Context) -> Check:
+    name = "model-version"
+    if ctx.project is None:
+        return Check(name, "skip", "needs the project")
+    s = ctx.settings
+    registry = ModelRegistry(s.resolved_model_dir, s.model_title)
+    version = newest_round_version(registry, ctx.project_id) if registry.root.exists() else None
+    shown, sampling = ctx.project.get("model_version") or "", ctx.project.get("sampling") or ""
+    if version is None:
+        return Check(name, "FAIL", f"no curation round yet in {s.resolved_model_dir} (project shows '{shown}', "
+                     f"sampling '{sampling}'): the queue is in Label Studio's default order",
+                     "click Train in Project Settings > Model (or annotate); run the doctor where the backend "
+                     "runs, with the same RLTHF_MODEL_DIR")
+    problems = []
+    if shown != version.version:
+        problems.append(f"the project shows predictions of '{shown}', the newest round wrote '{version.version}'")
+    if sampling != UNCERTAINTY_SAMPLING:
+        problems.append(f"sampling is '{sampling}', not '{UNCERTAINTY_SAMPLING}'")
+    if problems:
+        return Check(name, "FAIL", "; ".join(problems) + ": the label stream does not follow the round's order",
+                     "click Train (each round sets both), or in Settings > Model pick that version; saving the "
+                     "settings form can reset sampling")
+    return Check(name, "ok", f"the project serves '{version.version}' with {UNCERTAINTY_SAMPLING.lower()}")
+
+
+def check_jobs(ctx: _Context) -> Check:
+    name = "jobs"
+    s = ctx.settings
+    if not s.redis_url:
+        return Check(name, "ok", "embedded mode (REDIS_URL unset): trainings run inside `rlthf-backend serve`")
+    from redis import Redis
+    from redis.exceptions import RedisError
+    from rq import Queue, Worker
+
+    try:
+        redis = Redis.from_url(s.redis_url, socket_connect_timeout=3, socket_timeout=5)
+        redis.ping()
+        workers = Worker.all(queue=Queue(s.queue_name, connection=redis))
+    except (RedisError, OSError, ValueError) as exc:
+        return Check(name, "FAIL", f"Redis unreachable at {s.redis_url} ({type(exc).__name__}: {exc})",
+                     "start Redis, or fix REDIS_URL (unset it for embedded mode)")
+    if not workers:
+        return Check(name, "FAIL", f"Redis answers, but no worker listens on queue '{s.queue_name}': "
+                     "Train and label events queue trainings nobody runs",
+                     "start one: rlthf-backend worker (same REDIS_URL and RLTHF_QUEUE_NAME)")
+    return Check(name, "ok", f"Redis at {s.redis_url}, {len(workers)} worker(s) on queue '{s.queue_name}'")
+
+
+#: The pair the judge is asked when no project task is at hand (the precomputed judge reads the
+#: stored verdict).
+TEST_PAIR = {"prompt": "What is 2 + 2?", "response_a": "2 + 2 = 4.", "response_b": "2 + 2 = 5.",
+             "extra": {"llm_label": "a"}}
+
+
+def _test_pair(ctx: _Context):
+    from rlthf_backend.core.types import Pair
+    from rlthf_backend.labelstudio.tasks import TaskDataError, pair_from_task
+
+    if ctx.config_ok:
+        r = ctx.ls("GET", "/api/tasks", params={"project": ctx.project_id, "page_size": 1, "fields": "all"})
+        if r.status_code == 200:
+            body = r.json()
+            tasks = body.get("tasks", []) if isinstance(body, dict) else body
+            if tasks:
+                try:
+                    return pair_from_task(parse_label_config(ctx.project["label_config"]), tasks[0]), \
+                        f"task {tasks[0].get('id')}"
+                except TaskDataError:
+                    pass  # the built-in pair still tells whether the judge answers
+    return Pair(**TEST_PAIR), "a built-in pair"
+
+
+def check_judge(ctx: _Context) -> Check:
+    name = "judge"
+    from rlthf_backend.core.judges import make_judge
+
+    s = ctx.settings
+    try:
+        pair, what = _test_pair(ctx)
+        judge = make_judge(s, cache=False)  # a cached verdict would not show the judge answers today
+        t0 = time.perf_counter()
+        [judgment] = judge.judge_many([pair])
+        seconds = time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001 - any failure to build or call the judge is the finding
+        return Check(name, "FAIL", f"the {s.judge} judge failed: {type(exc).__name__}: {exc}", _judge_fix(s))
+    if not judgment.ok:
+        return Check(name, "FAIL", f"the {s.judge} judge gave no verdict on {what}: {judgment.error}", _judge_fix(s))
+    prob = f", p={judgment.prob:.2f}" if judgment.prob is not None else ""
+    return Check(name, "ok", f"{s.judge} ({judgment.model}) answered '{judgment.label}'{prob} on {what} "
+                 f"in {seconds:.1f} s")
+
+
+def _judge_fix(s: Settings) -> str:
+    return {
+        "openai": "check RLTHF_OPENAI_BASE_URL, RLTHF_OPENAI_API_KEY and RLTHF_OPENAI_MODEL against the server",
+        "transformers": "check RLTHF_TRANSFORMERS_MODEL (a local folder, an installed model, or smollm2)",
+        "precomputed": "the tasks need llm_label (a, b or tie), optionally llm_label_swapped and llm_prob",
+    }.get(s.judge, "set RLTHF_JUDGE to openai, transformers or precomputed")
+
+
+def check_disk(ctx: _Context) -> Check:
+    name = "registry-disk"
+    s = ctx.settings
+    folder = s.resolved_model_dir
+    need = ctx.min_free_bytes if ctx.min_free_bytes is not None else REGISTRY_MIN_FREE_BYTES.get(s.reward_model, 1 << 30)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".doctor-{time.time_ns()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        return Check(name, "FAIL", f"cannot write the registry at {folder}: {exc}",
+                     "set RLTHF_MODEL_DIR (or RLTHF_DATA_DIR) to a writable folder, shared by the backend and workers")
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        return Check(name, "FAIL", f"{free / 2**30:.1f} GiB free at {folder}; the {s.reward_model} registry wants "
+                     f"at least {need / 2**30:.1f} GiB", "free space, or lower RLTHF_KEEP_VERSIONS / move RLTHF_MODEL_DIR")
+    return Check(name, "ok", f"{free / 2**30:.1f} GiB free at {folder} (writable)")
+
+
+CHECKS: tuple[Callable[[_Context], Check], ...] = (
+    check_label_studio, check_token, check_project_config, check_ml_backend, check_backend_here,
+    check_backend_from_label_studio, check_webhook, check_queue_settings, check_jobs, check_judge, check_disk,
+)
+
+
+def run_checks(settings: Settings, project_id: int | None = None, backend_url: str | None = None,
+               min_free_bytes: int | None = None) -> Iterator[Check]:
+    """Every check, in order, as each finishes. ``backend_url``: the backend as Label Studio knows it
+    (default: the URL of the ML backend connected to the project)."""
+    ctx = _Context(settings, project_id, backend_url.rstrip("/") if backend_url else None, min_free_bytes)
+    for check in CHECKS:
+        try:
+            yield check(ctx)
+        except httpx.HTTPError as exc:  # a server that went away mid-run: that check fails, the rest go on
+            yield Check(check.__name__.removeprefix("check_").replace("_", "-"), "FAIL",
+                        f"connection lost: {type(exc).__name__}: {exc}")
+
