@@ -102,7 +102,9 @@ def _detail(response: httpx.Response) -> str:
     except ValueError:
         return response.text.strip().replace("\n", " ")[:300]
     if isinstance(body, dict):
-        for key in ("detail", "validation_errors", "message", "error"):
+        # Label Studio answers a failed validation with detail "Validation error" and the reasons
+        # in validation_errors: the reasons first.
+        for key in ("validation_errors", "detail", "message", "error"):
             if body.get(key):
                 body = body[key]
                 break
@@ -207,8 +209,8 @@ def _backend_matches(url: str, wanted: str | None) -> bool:
 
 def check_ml_backend(ctx: _Context) -> Check:
     name = "ml-backend"
-    if ctx.project is None:
-        return Check(name, "skip", "needs the project")
+    if not ctx.config_ok:
+        return Check(name, "skip", "needs a project with a supported config")
     r = ctx.ls("GET", "/api/ml", params={"project": ctx.project_id})
     if r.status_code != 200:
         return Check(name, "FAIL", f"listing the project's ML backends answered {r.status_code}: {_detail(r)}")
@@ -328,8 +330,8 @@ def check_webhook(ctx: _Context) -> Check:
 
 def check_queue_settings(ctx: _Context) -> Check:
     name = "model-version"
-    if ctx.project is None:
-        return Check(name, "skip", "needs the project")
+    if ctx.project is None or not ctx.config_ok:
+        return Check(name, "skip", "needs a project with a supported config")
     s = ctx.settings
     registry = ModelRegistry(s.resolved_model_dir, s.model_title)
     version = newest_round_version(registry, ctx.project_id) if registry.root.exists() else None

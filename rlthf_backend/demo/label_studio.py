@@ -64,12 +64,14 @@ def start_label_studio(
     token: str | None = None,
     venv: Path | None = None,
     start_timeout_s: float = 240,
+    ssrf_protection: bool = False,
 ) -> LabelStudioServer:
     """Start Label Studio on loopback with a preset admin and API token; wait until it answers.
 
     Sets what a local ML backend needs: 1.23.1+ refuses backends and webhooks on local addresses
-    unless ``ML_BLOCK_LOCAL_IP`` and ``SSRF_PROTECTION_ENABLED`` are off. Data (SQLite) lives in
-    ``data_dir``, so a restart keeps projects and users.
+    unless ``ML_BLOCK_LOCAL_IP`` and ``SSRF_PROTECTION_ENABLED`` are off (``ssrf_protection=True``
+    keeps Label Studio's own default, on: the state ``doctor`` must diagnose). Data (SQLite) lives
+    in ``data_dir``, so a restart keeps projects and users.
     """
     exe = ensure_label_studio_installed(venv)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -87,8 +89,8 @@ def start_label_studio(
         "COLLECT_ANALYTICS": "false",
         "SENTRY_DSN": "",  # otherwise it retries error reports to an unreachable host
         "FRONTEND_SENTRY_DSN": "",
-        "ML_BLOCK_LOCAL_IP": "false",
-        "SSRF_PROTECTION_ENABLED": "false",
+        "ML_BLOCK_LOCAL_IP": str(ssrf_protection).lower(),
+        "SSRF_PROTECTION_ENABLED": str(ssrf_protection).lower(),
     }
     env.pop("VIRTUAL_ENV", None)  # never let the backend's virtualenv leak into Label Studio's
     env["PATH"] = f"{exe.parent}:{env.get('PATH', '')}"

@@ -120,19 +120,64 @@ def round_status_svg(rounds: Sequence[RoundRow], width: int = 960) -> str:
     return svg.document(width, height, body, "Decisions per round, as shares of the pool", "round-status")
 
 
+#: The smallest top of a small chart's axis: 1 (a count) or 1% (a share). An empty, all-zero or
+#: tiny series keeps a readable axis instead of ticks like 2e-08%.
+MIN_AXIS_TOP = 1.0
+
+
+def axis_top(known: Sequence[float], percent: bool) -> float:
+    """The top of a bar chart's value axis: 10% above the largest value (shares in percent), at
+    least :data:`MIN_AXIS_TOP`."""
+    largest = max((v * 100 if percent else v for v in known), default=0.0)
+    return max(largest * 1.1, MIN_AXIS_TOP)
+
+
+def tick_label(t: float, percent: bool) -> str:
+    """A tick value as people write it: no exponent, no trailing zeros, a % sign for shares."""
+    text = f"{t:.2f}".rstrip("0").rstrip(".")
+    return ("0" if text in ("-0", "") else text) + ("%" if percent else "")
+
+
+def paired_bars_svg(values: Sequence[tuple[str, float | None, float | None]], title: str, element_id: str,
+                    names: tuple[str, str], colours: tuple[str, str] = ("#c0392b", "#8c8c8c"),
+                    width: int = 300, height: int = 180) -> str:
+    """Two shares per round side by side (e.g. targeted vs random), 0-100%; unknown: a grey stub."""
+    left, right, top, bottom = 38, 8, 40, 28
+    y = svg.Linear(0, 100, height - bottom, top)
+    slot = (width - left - right) / max(len(values), 1)
+    body = [svg.text(width / 2, 15, title, 12, "middle", "#222", "bold")]
+    for k, (name, colour) in enumerate(zip(names, colours)):
+        x = left + k * (width - left - right) / 2
+        body.append(svg.rect(x, 22, 10, 10, colour))
+        body.append(svg.text(x + 14, 31, name, 10, "start", "#444"))
+    for t in svg.nice_ticks(0, 100, 4):
+        body.append(svg.line(left, y(t), width - right, y(t), "#e3e3e3", 0.6))
+        body.append(svg.text(left - 4, y(t) + 4, tick_label(t, True), 10, "end", "#666"))
+    for i, (label, first, second) in enumerate(values):
+        w = slot * 0.35
+        for k, (v, colour) in enumerate(zip((first, second), colours)):
+            x0 = left + i * slot + slot * 0.12 + k * (w + slot * 0.06)
+            if v is None:
+                body.append(svg.rect(x0, y(0) - 3, w, 3, "#bbb", title=f"{label} {names[k]}: no answers yet"))
+            else:
+                body.append(svg.rect(x0, y(100 * v), w, y(0) - y(100 * v), colour,
+                                     title=f"{label} {names[k]}: {100 * v:.0f}%", cls="bar"))
+        body.append(svg.text(left + i * slot + slot / 2, height - bottom + 14, label, 10, "middle", "#555"))
+    body.append(svg.line(left, y(0), width - right, y(0), "#333", 1))
+    return svg.document(width, height, body, title, element_id)
+
+
 def metric_bars_svg(values: Sequence[tuple[str, float | None]], title: str, element_id: str, percent: bool = False,
                     width: int = 300, height: int = 180, colour: str = "#3d6fb6") -> str:
     """A small bar chart of one number per round; unknown values are drawn as a hatched stub."""
     left, right, top, bottom = 38, 8, 26, 28
-    known = [v for _, v in values if v is not None]
-    hi = max(known + [1e-9]) * (1.0 if not percent else 100.0)
-    hi = 1.0 if hi <= 0 else hi
-    y = svg.Linear(0, hi * 1.1, height - bottom, top)
+    hi = axis_top([v for _, v in values if v is not None], percent)
+    y = svg.Linear(0, hi, height - bottom, top)
     slot = (width - left - right) / max(len(values), 1)
     body = [svg.text(width / 2, 15, title, 12, "middle", "#222", "bold")]
-    for t in svg.nice_ticks(0, hi * 1.1, 4):
+    for t in svg.nice_ticks(0, hi, 4):
         body.append(svg.line(left, y(t), width - right, y(t), "#e3e3e3", 0.6))
-        body.append(svg.text(left - 4, y(t) + 4, f"{t:g}{'%' if percent else ''}", 10, "end", "#666"))
+        body.append(svg.text(left - 4, y(t) + 4, tick_label(t, percent), 10, "end", "#666"))
     for i, (label, v) in enumerate(values):
         x0 = left + i * slot + slot * 0.15
         w = slot * 0.7

@@ -3,7 +3,16 @@ question, which queued tasks are answered, comes in as a function, so this stays
 
 Pure functions turn the registry's files into plain records: :func:`margin_curve` (the sorted
 reward-margin curve and its strategic points), :func:`round_rows` (one line of numbers per
-round), :func:`queue_items` (the tasks Label Studio serves next).
+round, with :func:`queue_yield` and :func:`wrong_left_interval`), :func:`queue_items` (the tasks
+Label Studio serves next).
+
+What is read from the registry's files (``round_files``): the round log lines (``version``,
+``round_index``, ``reason``, ``pool_size``, ``human_labels``, ``human_batch``, ``counts``,
+``summary``) and each ``round.json`` still on disk (``stop``, ``stop_reason`` and per task
+``status``, ``rank``, ``audit``, ``label``, ``p_wrong``, ``human_tie``). Summary keys used:
+``expected_wrong_in_export_model`` / ``_audit``, ``expected_yield_next_batch``,
+``audited_pairs``, ``audited_error_rate``, ``audited_error_ci95``, ``last_batch_disagreement`` /
+``last_batch_answered``, ``flip_confirmed``, ``regions.flip_candidate``.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from rlthf_backend.core.curation import CurvePoints, find_curve_points
+from rlthf_backend.demo.queue_check import QueueCheck, read_check
 from rlthf_backend.registry import ModelRegistry
 from rlthf_backend.round_files import ROUND_FILE, newest_round_version, read_margins, read_round_log
 
@@ -58,10 +68,54 @@ class RoundRow:
     est_wrong_model: float | None
     est_wrong_audit: float | None
     stop_reason: str | None
+    #: 95% interval of the wrong labels left, from each exported unchecked pair's P(wrong).
+    est_wrong_interval: tuple[float, float] | None = None
+    #: Exported pairs nobody checked (the pairs that estimate is over).
+    unchecked_exported: int | None = None
+    #: The LLM's error rate on the random audit slices so far (k of n, 95% interval).
+    audited_pairs: int | None = None
+    audited_error_rate: float | None = None
+    audited_error_ci: tuple[float, float] | None = None
+    #: Expected wrong labels fixed per human label in the next batch, and the engine's stop signal.
+    expected_yield: float | None = None
+    stop: bool | None = None
+    #: This round's batch as people answered it (known once the next round ran): the targeted
+    #: tasks and the random audit ones, answered and contradicting the label the round showed.
+    queue_yield: QueueYield | None = None
 
     @property
     def human_effort(self) -> float:
         return self.human_labels / self.pool_size if self.pool_size else 0.0
+
+
+@dataclass(frozen=True)
+class QueueYield:
+    """How often people contradicted the label shown, on a round's targeted tasks vs its random
+    audit ones: the first says what the queue finds, the second what random order would."""
+
+    targeted_answered: int
+    targeted_contradicted: int
+    audit_answered: int
+    audit_contradicted: int
+
+    @property
+    def targeted_rate(self) -> float | None:
+        return self.targeted_contradicted / self.targeted_answered if self.targeted_answered else None
+
+    @property
+    def audit_rate(self) -> float | None:
+        return self.audit_contradicted / self.audit_answered if self.audit_answered else None
+
+
+@dataclass(frozen=True)
+class StopSignal:
+    """The engine's advice after the newest round, in numbers (the page words it)."""
+
+    batch_size: int
+    expected_fixes: float  # wrong labels the next batch is expected to fix
+    per_label: float
+    stop: bool
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -85,6 +139,17 @@ class ReportData:
     rounds: list[RoundRow] = field(default_factory=list)
     queue: list[QueueItem] = field(default_factory=list)
     label_studio_url: str | None = None
+    #: The demo's known-answer check of the first round (None for every real project).
+    queue_check: QueueCheck | None = None
+
+    @property
+    def stop_signal(self) -> StopSignal | None:
+        """From the newest round: what its next batch is expected to fix, and stop or continue."""
+        last = self.rounds[-1] if self.rounds else None
+        if last is None or last.expected_yield is None:
+            return None
+        size = last.batch_size or 1
+        return StopSignal(size, last.expected_yield * size, last.expected_yield, bool(last.stop), last.stop_reason or "")
 
 
 def margin_curve(rm_margins: Mapping[int, float], tasks: Mapping[str, Mapping[str, Any]], version: str) -> MarginCurve:
@@ -110,9 +175,44 @@ def _get(d: Mapping[str, Any] | None, *path: str) -> Any:
     return d
 
 
+def queue_yield(record: Mapping[str, Any], following: Mapping[str, Any]) -> QueueYield:
+    """People's answers to ``record``'s batch as the ``following`` round read them: a batch task
+    labelled by then counts as contradicting when the human label differs from the label the
+    batch's round showed (the LLM's, unless the engine had flipped it); human ties count nowhere."""
+    counts = {True: [0, 0], False: [0, 0]}  # audit? -> [answered, contradicted]
+    later = following.get("tasks") or {}
+    for task_id, d in (record.get("tasks") or {}).items():
+        after = later.get(task_id) or {}
+        if d.get("status") != "human" or after.get("status") != "labelled" or after.get("human_tie"):
+            continue
+        tally = counts[bool(d.get("audit"))]
+        tally[0] += 1
+        tally[1] += after.get("label") != d.get("label")
+    return QueueYield(counts[False][0], counts[False][1], counts[True][0], counts[True][1])
+
+
+def wrong_left_interval(record: Mapping[str, Any]) -> tuple[int, tuple[float, float]] | None:
+    """(exported unchecked pairs, 95% interval of how many are wrong): each such pair is wrong
+    with its P(wrong) (1 - P for a flip), independently; normal approximation of that sum,
+    clipped to [0, n]. None when the round has no P(wrong) (strategies other than fused)."""
+    ps = []
+    for d in (record.get("tasks") or {}).values():
+        if d.get("status") not in ("keep", "flip"):
+            continue
+        p = d.get("p_wrong")
+        if p is None:
+            return None
+        ps.append(1.0 - p if d.get("status") == "flip" else p)
+    if not ps:
+        return None
+    p = np.asarray(ps, float)
+    mean, sd = float(p.sum()), float(np.sqrt(np.sum(p * (1 - p))))
+    return len(ps), (max(0.0, mean - 1.96 * sd), min(float(len(ps)), mean + 1.96 * sd))
+
+
 def round_rows(log_lines: Sequence[Mapping[str, Any]], records: Mapping[str, Mapping[str, Any]]) -> list[RoundRow]:
     """One :class:`RoundRow` per round log line; ``records``: ``round.json`` by version, where
-    still on disk (pruned versions only lose the audit-slice size)."""
+    still on disk (pruned versions lose the audit-slice size, the interval and the queue yield)."""
     rows = []
     for i, line in enumerate(log_lines):
         summary = line.get("summary") or {}
@@ -121,6 +221,9 @@ def round_rows(log_lines: Sequence[Mapping[str, Any]], records: Mapping[str, Map
         audit_slice = None
         if record is not None:
             audit_slice = sum(1 for d in (record.get("tasks") or {}).values() if d.get("audit") and d.get("status") == "human")
+        next_record = records.get(log_lines[i + 1].get("version")) if i + 1 < len(log_lines) else None
+        interval = wrong_left_interval(record) if record is not None else None
+        audit_ci = summary.get("audited_error_ci95")
         following = _get(log_lines[i + 1], "summary") if i + 1 < len(log_lines) else None
         flips = counts.get("flip", 0)
         fc = _get(summary, "regions", "flip_candidate") or {}
@@ -143,6 +246,14 @@ def round_rows(log_lines: Sequence[Mapping[str, Any]], records: Mapping[str, Map
             est_wrong_model=summary.get("expected_wrong_in_export_model"),
             est_wrong_audit=summary.get("expected_wrong_in_export_audit"),
             stop_reason=(record or {}).get("stop_reason") or None,
+            est_wrong_interval=interval[1] if interval else None,
+            unchecked_exported=interval[0] if interval else None,
+            audited_pairs=summary.get("audited_pairs"),
+            audited_error_rate=summary.get("audited_error_rate"),
+            audited_error_ci=tuple(audit_ci) if audit_ci and None not in audit_ci else None,
+            expected_yield=summary.get("expected_yield_next_batch"),
+            stop=(record or {}).get("stop"),
+            queue_yield=queue_yield(record, next_record) if record is not None and next_record is not None else None,
         ))
     return rows
 
@@ -189,4 +300,5 @@ def load_report_data(
         rounds=round_rows(log_lines, records),
         queue=queue_items(log_lines, tasks, answered(batch_task_ids(log_lines)) if answered else None),
         label_studio_url=label_studio_url,
+        queue_check=read_check(registry.project_dir(project_id)),
     )

@@ -11,6 +11,7 @@ from rlthf_backend.report.charts import (
     STATUS_MEANING,
     margin_curve_svg,
     metric_bars_svg,
+    paired_bars_svg,
     region_bounds,
     round_status_svg,
 )
@@ -37,6 +38,9 @@ td:first-child,th:first-child{text-align:left}
 ol.queue{background:#fff;border:1px solid #e2e4e8;border-radius:8px;padding:10px 10px 10px 40px;margin:0}
 .tag{font-size:11px;background:#eee;border-radius:4px;padding:1px 5px;margin-left:6px}
 .tag.done{background:#dcefdc}li.answered{color:#888}
+.advice{background:#fff;border:1px solid #e2e4e8;border-radius:8px;padding:4px 14px}
+.advice p{margin:8px 0}.verdict{font-size:15px}
+.verdict b.continue{color:#1f7a3a}.verdict b.stop{color:#b3261e}
 """
 
 
@@ -87,6 +91,82 @@ def _curve_section(data: ReportData) -> str:
         f"{p.reflection} of {p.n}. Hover a dot for its task." + (f" Notes: {escape(notes)}." if notes else "")
         + "</figcaption></figure>"
     )
+
+
+def _plural(n: float, word: str) -> str:
+    return f"{word}{'' if round(n, 1) == 1 else 's'}"
+
+
+def _next_step_section(data: ReportData) -> str:
+    """The lead's three questions: go on or stop, how many wrong labels are left, and how sure."""
+    if not data.rounds:
+        return ""
+    last, parts = data.rounds[-1], []
+    sig = data.stop_signal
+    if sig is not None:
+        word = "stop" if sig.stop else "continue"
+        why = (" More human labels now buy little: export the curated set." if sig.stop else
+               " Each human label in it is still expected to fix a wrong LLM label often enough to pay.")
+        parts.append(
+            f'<p class="verdict" id="stop-signal">The next batch ({sig.batch_size} {_plural(sig.batch_size, "task")}) '
+            f"is expected to fix about {sig.expected_fixes:.1f} wrong {_plural(sig.expected_fixes, 'label')} "
+            f"({sig.per_label:.2f} per human label): <b class=\"{word}\">{word}</b>.{escape(why)}</p>")
+    else:
+        parts.append('<p class="verdict" id="stop-signal">This strategy gives no stop signal: judge by the queue '
+                     "yield below (when targeted tasks are contradicted no more often than random ones, stop).</p>")
+    if last.est_wrong_model is not None:
+        text = f"About {last.est_wrong_model:.1f} wrong labels are left"
+        if last.est_wrong_interval:
+            lo, hi = last.est_wrong_interval
+            text += f" (95% interval {lo:.1f}–{hi:.1f})"
+        if last.unchecked_exported is not None:
+            text += f" among the {last.unchecked_exported} exported pairs nobody checked"
+        text += ", by the engine's P(wrong) of each"
+        if last.est_wrong_audit is not None:
+            text += f"; the audit-based estimate is {last.est_wrong_audit:.1f}"
+        parts.append(f'<p id="wrong-left">{escape(text)}.</p>')
+    if last.audited_pairs:
+        rate = _pct(last.audited_error_rate)
+        ci = (f", 95% interval {_pct(last.audited_error_ci[0])}–{_pct(last.audited_error_ci[1])}"
+              if last.audited_error_ci else "")
+        parts.append(f"<p>The LLM was wrong on {rate} of the {last.audited_pairs} random audit pairs people "
+                     f"answered{escape(ci)}: its error rate where nobody targeted.</p>")
+    return '<h2>What to do next</h2><div class="advice">' + "".join(parts) + "</div>"
+
+
+def _yield_section(data: ReportData) -> str:
+    """Per round: how often people contradicted the label on targeted vs random (audit) tasks."""
+    rows = [r for r in data.rounds if r.queue_yield is not None]
+    check = data.queue_check
+    if not rows and check is None:
+        return ""
+    intro = ("<h2>Queue yield</h2><p class=\"sub\">How often people contradicted the label shown, on the tasks "
+             "the queue targeted vs the random audit tasks of the same batch. Targeted well above random means the "
+             "queue finds the LLM's mistakes; close to it means more labels in queue order buy no more than random "
+             "ones.</p>")
+    html = [intro]
+    if check is not None:
+        html.append(
+            f'<div class="advice" id="queue-check"><p><b>Known-answer check (demo).</b> Of the first {check.first} '
+            f"tasks the queue served after round 0, {check.wrong_in_first} ({_pct(check.share_first)}) are pairs "
+            f"the judge got wrong; random order would give {_pct(check.share_random)} ({check.wrong_in_pool} of "
+            f"{check.pool}). The round's human batch: {check.wrong_in_batch} of {check.batch}. "
+            f"Judge: {escape(check.judge)}.</p></div>")
+    if rows:
+        chart = paired_bars_svg([(f"r{r.index}", r.queue_yield.targeted_rate, r.queue_yield.audit_rate) for r in rows],
+                                "people contradicted the label", "queue-yield", ("targeted", "random audit"))
+        body = []
+        for r in rows:
+            q = r.queue_yield
+            cells = (f"round {r.index}", f"{q.targeted_contradicted} of {q.targeted_answered}", _pct(q.targeted_rate),
+                     f"{q.audit_contradicted} of {q.audit_answered}", _pct(q.audit_rate))
+            body.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+        head = ("batch of", "targeted: contradicted", "share", "random audit: contradicted", "share")
+        html.append('<div class="small"><figure>' + chart + "</figure><figure><table id=\"yield-table\"><thead><tr>"
+                    + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>" + "".join(body)
+                    + "</tbody></table><figcaption>Known for a round once the next round read people's answers."
+                    "</figcaption></figure></div>")
+    return "".join(html)
 
 
 def _round_table(rounds: list[RoundRow]) -> str:
@@ -167,6 +247,7 @@ def render_report(data: ReportData, generated_at: str) -> str:
         '<link rel="icon" href="data:,">'  # no favicon request (a 404 in the console)
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>"
         f"<h1>{escape(title)}</h1><p class=\"sub\">{escape(sub)}</p>"
-        + _cards(data) + _curve_section(data) + _rounds_section(data) + _queue_section(data)
+        + _cards(data) + _next_step_section(data) + _yield_section(data) + _curve_section(data)
+        + _rounds_section(data) + _queue_section(data)
         + "</main></body></html>"
     )
