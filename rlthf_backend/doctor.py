@@ -414,7 +414,7 @@ def check_judge(ctx: _Context) -> Check:
     except Exception as exc:  # noqa: BLE001 - any failure to build or call the judge is the finding
         return Check(name, "FAIL", f"the {s.judge} judge failed: {type(exc).__name__}: {exc}", _judge_fix(s))
     if not judgment.ok:
-        return Check(name, "FAIL", f"the {s.judge} judge gave no verdict on {what}: {judgment.error}", _judge_fix(s))
+        return Check(name, "FAIL", f"the {s.judge} judge gave no verdict on {what}: {judgment.reason}", _judge_fix(s))
     prob = f", p={judgment.prob:.2f}" if judgment.prob is not None else ""
     return Check(name, "ok", f"{s.judge} ({judgment.model}) answered '{judgment.label}'{prob} on {what} "
                  f"in {seconds:.1f} s")

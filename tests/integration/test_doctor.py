@@ -213,9 +213,11 @@ def test_model_version_or_sampling_not_what_the_loop_needs(ls, label_studio, wor
         ls.projects.update(id=working, sampling="Sequential sampling")
         check = _only_failure(_run(settings, working), "model-version")
         assert "sampling is 'Sequential sampling'" in check.detail and "click Train" in check.fix
-        ls.projects.update(id=working, sampling=project.sampling, model_version="rlthf-judge-something-else")
+        # What connecting a backend does: the project shows the backend's live title, whose
+        # predictions have no scores, so the label stream falls back to Label Studio's order.
+        ls.projects.update(id=working, sampling=project.sampling, model_version="rlthf")
         check = _only_failure(_run(settings, working), "model-version")
-        assert "shows predictions of 'rlthf-judge-something-else'" in check.detail
+        assert "shows predictions of 'rlthf', the newest round wrote 'rlthf-p" in check.detail
     finally:
         ls.projects.update(id=working, sampling=project.sampling, model_version=project.model_version)
 
