@@ -12,11 +12,12 @@ Nothing else in the package reads ``os.environ`` for its configuration: code tak
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 JudgeKind = Literal["openai", "transformers", "precomputed"]
@@ -88,7 +89,8 @@ class Settings(BaseSettings):
         "(placeholders: {criteria}, {prompt}, {response_1}, {response_2}).",
     )
     judge_max_chars: int = Field(
-        12_000, gt=0, description="Longest prompt or response text sent to a judge; longer ones are truncated (and flagged)."
+        12_000, gt=0,
+        description="Longest prompt or response text sent to a judge; longer ones are truncated (and flagged).",
     )
     judge_concurrency: int = Field(8, gt=0, description="Judge requests in flight at once (openai).")
     judge_timeout: float = Field(60.0, gt=0, description="Seconds before one judge request is abandoned.")
@@ -151,6 +153,44 @@ class Settings(BaseSettings):
     # --- Server -----------------------------------------------------------------------------
     log_level: str = Field("INFO", description="Python logging level.")
     model_title: str = Field("rlthf", description="Prefix of model_version names shown in Label Studio.")
+
+    # --- Limits and refusals (README: "Limits: what is refused, and how") --------------------
+    max_request_mb: float = Field(
+        16.0, gt=0, description="Largest request body the server reads (MB); a larger one is answered 413."
+    )
+    openai_max_tokens: int = Field(
+        1024, gt=0, description="Longest answer the openai judge may write (tokens): the verdict comes last."
+    )
+    max_queued_trainings: int = Field(
+        100, gt=0, description="Trainings waiting in the queue at most; a webhook for one more project is "
+        "answered 429 and queues nothing (its next event queues it)."
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        if not isinstance(logging.getLevelName(value.upper()), int):  # the name's level number, if known
+            raise ValueError(f"RLTHF_LOG_LEVEL={value!r} is not a logging level (DEBUG, INFO, WARNING, ERROR)")
+        return value
+
+    @field_validator("label_studio_url", "openai_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _basic_auth_is_all_or_nothing(self) -> "Settings":
+        """Half-set basic auth would silently serve without any: refuse it instead."""
+        has_user = bool(self.basic_auth_user)
+        has_pass = bool(self.basic_auth_pass and self.basic_auth_pass.get_secret_value())
+        if has_user != has_pass:
+            given, missing = ("BASIC_AUTH_USER", "BASIC_AUTH_PASS")[:: 1 if has_user else -1]
+            raise ValueError(f"{given} is set but {missing} is not: set both (basic auth on) or neither (off)")
+        if self.basic_auth_user and ":" in self.basic_auth_user:
+            raise ValueError("BASIC_AUTH_USER must not contain ':' (HTTP basic auth cannot carry it)")
+        return self
 
     @property
     def auth_enabled(self) -> bool:

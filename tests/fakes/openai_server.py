@@ -47,7 +47,9 @@ class Behaviour:
     long before answering (to provoke client timeouts). ``latency_ms``: added to every request.
     ``garbage``: answer text without a verdict line. ``logprobs``: include logprobs when asked.
     ``decide``: P(first better) from the two shown responses. ``reject_logprobs``: answer
-    HTTP 400 to requests that ask for logprobs, as some servers and models do.
+    HTTP 400 to requests that ask for logprobs, as some servers and models do. ``answer_text``:
+    reply with exactly this text (long or hostile answers). ``logprobs_disagree``: the answer
+    token's alternatives favour the letter the text did not choose (a sampled or misaligned token).
     """
 
     latency_ms: float = 0.0
@@ -58,6 +60,8 @@ class Behaviour:
     logprobs: bool = True
     reject_logprobs: bool = False
     decide: Callable[[str, str], float] = longer_wins
+    answer_text: str | None = None
+    logprobs_disagree: bool = False
 
 
 @dataclass
@@ -215,7 +219,9 @@ class FakeOpenAIServer:
         prompt = str(messages[-1].get("content", ""))
         shown = [m.group(1) if (m := _RESPONSE_RE[x].search(prompt)) else None for x in "AB"]
         p_first = None
-        if self.behaviour.garbage or None in shown:
+        if self.behaviour.answer_text is not None:
+            text = self.behaviour.answer_text
+        elif self.behaviour.garbage or None in shown:
             text = "Both responses have merits and I cannot decide between them."
         else:
             p_first = self.behaviour.decide(shown[0], shown[1])  # type: ignore[arg-type]
@@ -229,7 +235,10 @@ class FakeOpenAIServer:
         }
         if request.get("logprobs") and self.behaviour.logprobs:
             answer_index = len(_tokens(text)) - 1 if p_first is not None else -1
-            choice["logprobs"] = _logprobs(text, answer_index, p_first if p_first is not None else 0.5)
+            token_p = p_first if p_first is not None else 0.5
+            if self.behaviour.logprobs_disagree:
+                token_p = 1.0 - token_p
+            choice["logprobs"] = _logprobs(text, answer_index, token_p)
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",

@@ -121,6 +121,7 @@ class OpenAIJudge(PromptedJudge):
         self.max_retries = settings.judge_max_retries
         self.concurrency = settings.judge_concurrency
         self.logprobs = settings.openai_logprobs
+        self.max_tokens = settings.openai_max_tokens
         self.retry_base_delay = retry_base_delay
         self.retry_max_delay = retry_max_delay
         self._client = client or self._make_client(settings)
@@ -151,6 +152,7 @@ class OpenAIJudge(PromptedJudge):
             # The same model name on another server may be another model (e.g. llama.cpp's).
             "base_url": self.base_url,
             "logprobs": self.logprobs,
+            "max_tokens": self.max_tokens,
             "temperature": 0,
         }
 
@@ -183,6 +185,9 @@ class OpenAIJudge(PromptedJudge):
             "model": self._model_id,
             "messages": [{"role": "user", "content": prompt}],
             "temperature": 0,
+            # The verdict is the answer's last line: an unbounded answer costs time and money and
+            # is cut anyway by the server's own limit, so the budget is ours to choose.
+            "max_tokens": self.max_tokens,
         }
         if self.logprobs and not self._logprobs_rejected:
             kwargs.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
@@ -233,6 +238,12 @@ class OpenAIJudge(PromptedJudge):
                 reason += " (the answer was cut at the token limit)"
             return OrderAnswer.failed(reason, JudgeStatus.PARSE_FAILED, raw=content)
         p_first = None
+        extra: dict[str, Any] = {}
         if choice.logprobs is not None and parsed.letter_offset is not None:
             p_first = answer_probability(choice.logprobs, content, parsed.letter_offset)
-        return OrderAnswer(status=JudgeStatus.OK, letter=parsed.letter, p_first=p_first, raw=content)
+        if p_first is not None and (p_first < 0.5 if parsed.letter == "A" else p_first > 0.5):
+            # The token probabilities favour the other letter (a sampled answer, or a token that is
+            # not the verdict's): the written verdict stands, without a probability.
+            extra = {"token_probs_disagree": True, "token_p_first": round(p_first, 4)}
+            p_first = None
+        return OrderAnswer(status=JudgeStatus.OK, letter=parsed.letter, p_first=p_first, raw=content, extra=extra)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -45,11 +46,20 @@ Briefly explain your reasoning, then finish with a final line that is exactly \
 _PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 
 #: The final line: "Preference: A", tolerating markdown emphasis, brackets and a full stop,
-#: because chat models add them habitually; the letter itself must stand alone.
+#: because chat models add them habitually; the letter itself must stand alone. What follows the
+#: letter is checked without a regular expression (see :func:`parse_verdict`), so no two
+#: quantifiers here can match the same characters: matching is linear in the line's length.
 _ANSWER_RE = re.compile(
-    r"^[*_#\s]*preference[*_\s]*:[*_\s]*[\[(\"']?(?P<letter>[AB])[\])\"']?[*_\s]*\.?[*_\s]*$",
+    r"^[*_#\s]*preference[*_\s]*:[*_\s]*[\[(\"']?(?P<letter>[AB])[\])\"']?(?P<tail>.*)$",
     re.IGNORECASE,
 )
+#: Emphasis and spaces a verdict line may end with (around at most one full stop).
+_ANSWER_TAIL_DECORATION = "*_ \t\r\f\v"
+#: A verdict line longer than this is not one ("Preference: A" with generous decoration).
+MAX_VERDICT_LINE = 200
+
+#: A line of the template that is a bracketed section marker, e.g. "[End of response A]".
+_MARKER_LINE_RE = re.compile(r"^\[([^\[\]{}\n]+)\]$")
 
 TRUNCATION_MARK = "\n[... {n} characters omitted ...]\n"
 
@@ -96,6 +106,16 @@ def truncate(text: str, max_chars: int) -> tuple[str, bool]:
     return text[:head] + TRUNCATION_MARK.format(n=omitted) + (text[-tail:] if tail else ""), True
 
 
+@lru_cache(maxsize=16)
+def _marker_imitations(template: str) -> re.Pattern[str] | None:
+    """What in a task text would imitate the template's own section markers, or None."""
+    markers = {m.group(1) for line in template.splitlines() if (m := _MARKER_LINE_RE.match(line.strip()))}
+    if not markers:
+        return None
+    words = sorted((r"\s+".join(map(re.escape, inner.split())) for inner in markers), key=len, reverse=True)
+    return re.compile(r"\[\s*(?:" + "|".join(words) + r")\s*\]", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class RenderedPrompt:
     """One filled-in prompt, and whether any of its texts had to be truncated."""
@@ -117,11 +137,16 @@ def render(
 
     Substitution is a single pass over the template's own placeholders, so braces inside the
     user's texts (code, JSON) are copied verbatim and never re-interpreted, and literal braces in
-    a custom template need no escaping.
+    a custom template need no escaping. A text that imitates one of the template's section
+    markers (``[End of response A]``, in any case or spacing) gets parentheses instead of its
+    brackets, so it cannot close its section and open a fake one.
     """
     values: dict[str, str] = {"criteria": criteria}
     cut = False
+    defuse = _marker_imitations(template)
     for name, text in (("prompt", prompt), ("response_1", response_1), ("response_2", response_2)):
+        if defuse is not None:
+            text = defuse.sub(lambda m: "(" + m.group(0)[1:-1] + ")", text)
         values[name], was_cut = truncate(text, max_chars)
         cut = cut or was_cut
     filled = _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], template)
@@ -159,8 +184,9 @@ def parse_verdict(answer: str | None) -> ParsedAnswer:
     stripped = answer.rstrip()
     start = stripped.rfind("\n") + 1
     last_line = stripped[start:]
-    match = _ANSWER_RE.match(last_line)
-    if match is None:
+    match = _ANSWER_RE.match(last_line) if len(last_line) <= MAX_VERDICT_LINE else None
+    tail = match.group("tail").strip(_ANSWER_TAIL_DECORATION) if match else None
+    if match is None or tail not in ("", "."):
         return ParsedAnswer(
             None,
             reason=f'answer does not end with "Preference: A" or "Preference: B": "{excerpt(answer)}"',
