@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -19,6 +20,8 @@ from typing import Any
 
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.types import Judgment, Pair
+
+log = logging.getLogger(__name__)
 
 #: SQLite's historical limit on bound parameters is 999; stay well under it per query.
 _CHUNK = 500
@@ -40,20 +43,34 @@ class JudgmentCache:
     Each thread gets its own connection (SQLite connections must not be shared across threads
     without care); processes coordinate through SQLite's file locks, waiting up to
     ``busy_timeout`` seconds for a writer.
+
+    A cache is only a cache: when the file cannot be read (corrupt, not a database, unopenable)
+    lookups miss, and when it cannot be written (read-only) fresh judgments are still returned,
+    just not kept. Either way the first failure is logged once, with the file, and
+    :meth:`health` says so until the process restarts; the file itself is never touched.
     """
 
     def __init__(self, path: Path | str, busy_timeout: float = 30.0):
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.execute(_SCHEMA)
+        self._state_lock = threading.Lock()
+        self.read_problem: str | None = None  # set: lookups are skipped
+        self.write_problem: str | None = None  # set: nothing is stored
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as conn:
+                conn.execute(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            self._failed("open", exc)
+
+    def _open(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=self.busy_timeout)
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout)
+            conn = self._open()
             conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL is durable across application crashes in WAL mode; only an OS crash may lose
             # the last writes, which for a cache costs a re-judgment, not corruption.
@@ -61,33 +78,75 @@ class JudgmentCache:
             self._local.conn = conn
         return conn
 
+    def _failed(self, doing: str, exc: Exception) -> None:
+        """Turn the cache (or its writes) off after an error that will not go away by itself."""
+        message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+            log.warning("judgment cache %s busy while trying to %s (%s); this batch goes without it",
+                        self.path, doing, exc)
+            return
+        # A read-only file still answers lookups; anything else (corrupt, not a database) does not.
+        readonly = isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace(" ", "")
+        with self._state_lock:
+            if doing == "write" or readonly:
+                if self.write_problem is not None:
+                    return
+                self.write_problem = f"cannot {doing}: {message}"
+            else:
+                if self.read_problem is not None:
+                    return
+                self.read_problem = self.write_problem = f"cannot {doing}: {message}"
+        log.error("judgment cache %s: cannot %s (%s); serving without %s until restart. Move the file away "
+                  "(or fix its permissions) and restart to cache again.", self.path, doing, message,
+                  "storing judgments" if self.read_problem is None else "it")
+
+    def health(self) -> dict[str, Any]:
+        """For ``/health``: whether the cache is fully in use, and why not."""
+        if self.read_problem is not None:
+            return {"ok": False, "detail": f"serving without the judgment cache ({self.read_problem})"}
+        if self.write_problem is not None:
+            return {"ok": False, "detail": f"judgments are not stored ({self.write_problem})"}
+        return {"ok": True}
+
     def get_many(self, fingerprint: str, keys: Sequence[str]) -> dict[str, Judgment]:
         """The cached judgments among ``keys`` (absent keys are simply missing from the result)."""
-        conn = self._connect()
         found: dict[str, Judgment] = {}
+        if self.read_problem is not None:
+            return found
         unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), _CHUNK):
-            chunk = unique[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT content_key, judgment FROM judgments WHERE fingerprint = ? AND content_key IN ({marks})",
-                (fingerprint, *chunk),
-            ).fetchall()
-            for key, blob in rows:
-                found[key] = Judgment.from_dict(json.loads(blob))
+        try:
+            conn = self._connect()
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT content_key, judgment FROM judgments WHERE fingerprint = ? AND content_key IN ({marks})",
+                    (fingerprint, *chunk),
+                ).fetchall()
+                for key, blob in rows:
+                    found[key] = Judgment.from_dict(json.loads(blob))
+        except (sqlite3.Error, OSError, ValueError, TypeError, KeyError) as exc:  # incl. a mangled row
+            self._failed("read", exc)
+            return {}
         return found
 
     def put_many(self, fingerprint: str, items: Iterable[tuple[str, Judgment]]) -> int:
         """Store the OK judgments among ``items`` (one transaction); returns how many were stored."""
         now = time.time()
         rows = [(fingerprint, key, json.dumps(j.to_dict(), default=str), now) for key, j in items if j.ok]
-        if rows:
+        if not rows or self.write_problem is not None:
+            return 0
+        try:
             conn = self._connect()
             with conn:  # one transaction: one fsync for the batch
                 conn.executemany(
-                    "INSERT OR REPLACE INTO judgments (fingerprint, content_key, judgment, created_at) VALUES (?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO judgments (fingerprint, content_key, judgment, created_at)"
+                    " VALUES (?, ?, ?, ?)",
                     rows,
                 )
+        except (sqlite3.Error, OSError) as exc:
+            self._failed("write", exc)
+            return 0
         return len(rows)
 
     def count(self, fingerprint: str | None = None) -> int:
