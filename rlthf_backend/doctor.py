@@ -270,7 +270,7 @@ def check_backend_from_label_studio(ctx: _Context) -> Check:
         probe.update(auth_method="BASIC_AUTH", basic_auth_user=ctx.basic_auth[0], basic_auth_pass=ctx.basic_auth[1])
     p = ctx.ls("PATCH", f"/api/ml/{ctx.ml['id']}", json=probe)
     reason = _detail(p) if p.status_code != 200 else (ml.get("error_message") or "")
-    if p.status_code == 403 or "not allowed" in reason:
+    if p.status_code == 403 or "not allowed" in reason or "reserved network address" in reason:
         return Check(name, "FAIL", f"Label Studio refuses {ml['url']}: {reason}",
                      "Label Studio 1.23.1+ blocks ML backends on local/private addresses: start it with "
                      "ML_BLOCK_LOCAL_IP=false (and SSRF_PROTECTION_ENABLED=false for the webhooks)")

@@ -287,7 +287,7 @@ def test_label_studio_with_ssrf_protection_refuses_the_backend_and_its_webhook(t
         settings = _settings(server, str(tmp_path / "data"))
         checks = _run(settings, project.id)
         ls_check = checks["backend-from-ls"]
-        assert ls_check.verdict == "FAIL" and "not allowed" in ls_check.detail, ls_check
+        assert ls_check.verdict == "FAIL" and "reserved network address" in ls_check.detail, ls_check
         assert "ML_BLOCK_LOCAL_IP=false" in ls_check.fix
         assert checks["backend"].verdict == "ok"  # reachable from here: only Label Studio refuses it
         # The backend has no Label Studio key, so its webhook also lacks the auth header; that is
