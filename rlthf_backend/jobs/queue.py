@@ -46,6 +46,10 @@ def last_event_key(project_id: int) -> str:
     return f"rlthf:project:{int(project_id)}:last_event"
 
 
+class QueueFull(RuntimeError):
+    """The queue holds ``max_queued_trainings`` already; this project is not added."""
+
+
 @dataclass(frozen=True)
 class Enqueued:
     job_id: str
@@ -59,7 +63,15 @@ def training_queue(redis: Redis, settings: Settings) -> Queue:
 def enqueue_training(
     redis: Redis, settings: Settings, project_id: int, reason: str, *, force_round: bool = False
 ) -> Enqueued:
-    """Queue a training of ``project_id`` unless one is already queued (then join it)."""
+    """Queue a training of ``project_id`` unless one is already queued (then join it).
+
+    Raises :class:`QueueFull` for a project with nothing queued when ``max_queued_trainings``
+    trainings wait already: webhooks naming endless invented projects cannot grow the queue.
+    """
+    queue = training_queue(redis, settings)
+    if not redis.exists(pending_key(project_id)) and queue.count >= settings.max_queued_trainings:
+        raise QueueFull(f"the training queue is full ({settings.max_queued_trainings} trainings waiting, "
+                        "RLTHF_MAX_QUEUED_TRAININGS); the project's next event queues it")
     redis.set(last_event_key(project_id), time.time(), ex=24 * 3600)
     if force_round:  # a unique value, so a job clears only the click it served
         redis.set(force_round_key(project_id), f"{reason}:{uuid.uuid4().hex[:8]}", ex=settings.job_timeout * 4)
@@ -71,7 +83,7 @@ def enqueue_training(
         return enqueue_training(redis, settings, project_id, reason, force_round=False)  # it just started
     try:
         retries = settings.job_retries
-        training_queue(redis, settings).enqueue(
+        queue.enqueue(
             "rlthf_backend.jobs.training.train_project_job",
             int(project_id),
             job_id=job_id,

@@ -13,6 +13,10 @@ from typing import Any
 from redis import Redis
 
 FIELDS = ("queued", "running", "last_finished", "last_failed")
+#: A project's status is forgotten after this long without news (abandoned or mistyped projects).
+STATUS_TTL_S = 30 * 24 * 3600
+#: How long a project Label Studio said it does not have is not queued again.
+MISSING_PROJECT_MEMORY_S = 600
 
 
 def _key(project_id: int) -> str:
@@ -21,7 +25,10 @@ def _key(project_id: int) -> str:
 
 def record(redis: Redis, project_id: int, field: str, info: dict[str, Any]) -> None:
     assert field in FIELDS, field
-    redis.hset(_key(project_id), field, json.dumps({"at": time.time(), **info}, default=str))
+    pipe = redis.pipeline()
+    pipe.hset(_key(project_id), field, json.dumps({"at": time.time(), **info}, default=str))
+    pipe.expire(_key(project_id), STATUS_TTL_S)
+    pipe.execute()
 
 
 def clear(redis: Redis, project_id: int, field: str) -> None:
@@ -36,6 +43,22 @@ def read(redis: Redis, project_id: int) -> dict[str, Any]:
         if k in out:
             out[k] = json.loads(v)
     return out
+
+
+def missing_project(redis: Redis, project_id: int) -> str | None:
+    """Why a recent training found no such project in Label Studio, if that is its latest news.
+
+    The training records the final failure as ``ProjectNotFound: ...`` with no retries left.
+    """
+    state = read(redis, project_id)
+    failed, finished = state["last_failed"], state["last_finished"]
+    if not failed or failed.get("retries_left") != 0 or not str(failed.get("reason", "")).startswith("ProjectNotFound"):
+        return None
+    if finished and finished.get("at", 0) > failed.get("at", 0):
+        return None
+    if time.time() - float(failed.get("at", 0)) > MISSING_PROJECT_MEMORY_S:
+        return None
+    return str(failed["reason"]).removeprefix("ProjectNotFound: ")
 
 
 def projects(redis: Redis) -> list[int]:

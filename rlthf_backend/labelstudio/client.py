@@ -31,14 +31,6 @@ def make_client(settings: Settings, timeout: float = 60.0) -> LabelStudio:
     )
 
 
-def project_id_from_uid(uid: Any) -> int | None:
-    """Label Studio identifies projects to backends as ``"<id>.<created timestamp>"``."""
-    try:
-        return int(str(uid).split(".", 1)[0])
-    except (TypeError, ValueError):
-        return None
-
-
 def iter_tasks(ls: LabelStudio, project_id: int, page_size: int = 500) -> Iterator[dict[str, Any]]:
     """Every task of a project with its predictions and annotations, as plain dicts."""
     for task in ls.tasks.list(project=project_id, fields="all", page_size=page_size):

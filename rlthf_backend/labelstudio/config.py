@@ -61,11 +61,13 @@ class PairwiseConfig:
         return (self.prompt_field, self.response_a_field, self.response_b_field)
 
 
-def parse_label_config(xml: str | None) -> PairwiseConfig:
+def parse_label_config(xml: object) -> PairwiseConfig:
     """Find the prompt, the two responses and the preference control in a label config.
 
     Raises :class:`LabelConfigError` naming exactly what is missing or ambiguous.
     """
+    if xml is not None and not isinstance(xml, str):
+        raise LabelConfigError(f"the label config must be XML text, got {type(xml).__name__}")
     if not xml or not xml.strip():
         raise LabelConfigError("the label config is empty")
     try:
@@ -173,7 +175,9 @@ def _pick_prompt(candidates: list[str], texts: dict[str, str]) -> str:
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise LabelConfigError("no prompt found: add a <Text name=\"prompt\" value=\"$prompt\"/> besides the two responses")
+        raise LabelConfigError(
+            "no prompt found: add a <Text name=\"prompt\" value=\"$prompt\"/> besides the two responses"
+        )
     for preferred in _PROMPT_NAMES:
         for tag in candidates:
             if preferred in (tag.lower(), texts[tag].lower()):

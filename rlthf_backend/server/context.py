@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from collections import OrderedDict
+from typing import Any
 
 from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.judges.base import Judge
@@ -14,6 +17,13 @@ from rlthf_backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Threads that put our auth header on Label Studio's webhooks (each fix-up may wait ~15 s).
+WEBHOOK_FIX_THREADS = 2
+#: Projects waiting for a fix-up at most; more are skipped (the next /setup of each asks again).
+WEBHOOK_FIX_BACKLOG = 64
+#: Projects whose last check time is remembered (oldest forgotten first).
+WEBHOOK_FIX_REMEMBERED = 10_000
+
 
 class BackendContext:
     def __init__(self, settings: Settings, judge: Judge | None = None) -> None:
@@ -21,7 +31,9 @@ class BackendContext:
         self._judge = judge
         self._judge_lock = threading.Lock()
         self._webhook_fix_lock = threading.Lock()
-        self._webhook_fix_checked: dict[int, float] = {}  # project id -> monotonic time of last check
+        self._webhook_fix_checked: OrderedDict[int, float] = OrderedDict()  # project -> monotonic time
+        self._webhook_fix_queue: queue.Queue[int] = queue.Queue(maxsize=WEBHOOK_FIX_BACKLOG)
+        self._webhook_fix_threads: list[threading.Thread] = []
         self.started_at = time.time()
         self.jobs = TrainingDispatcher(settings)
         self.registry = ModelRegistry(settings.resolved_model_dir, settings.model_title)
@@ -39,12 +51,23 @@ class BackendContext:
     def model_version(self) -> str:
         return self.judge.model_version(self.settings.model_title)
 
+    def judge_cache_health(self) -> dict[str, Any]:
+        """For ``/health``: whether judgments are cached, and why not (building a judge is cheap)."""
+        try:
+            cache = getattr(self.judge, "cache", None)
+        except Exception as exc:  # a judge that cannot be built: /health must still answer
+            return {"ok": False, "detail": f"the judge cannot be built: {type(exc).__name__}: {exc}"}
+        if cache is None:
+            return {"ok": True, "detail": "this judge's verdicts are not cached"}
+        return cache.health()
+
     def schedule_webhook_auth_fix(self, project_id: int, recheck_after_s: float = 300.0) -> bool:
         """Make sure Label Studio's webhook for this project carries our basic-auth header.
 
         Runs in a background thread (``/setup`` must answer within Label Studio's 3 s) and retries
         for a while, since Label Studio creates the webhook only after the backend was validated.
-        Returns whether a check was started.
+        A fixed pool of threads works a bounded backlog, so any number of ``/setup`` calls costs
+        the same threads. Returns whether a check was scheduled.
         """
         s = self.settings
         if not (s.auth_enabled and s.label_studio_api_key):
@@ -53,11 +76,26 @@ class BackendContext:
             last = self._webhook_fix_checked.get(project_id)
             if last is not None and time.monotonic() - last < recheck_after_s:
                 return False
+            try:
+                self._webhook_fix_queue.put_nowait(project_id)
+            except queue.Full:
+                log.warning("project %s: %d webhook fix-ups already waiting; skipped (the next /setup retries)",
+                            project_id, WEBHOOK_FIX_BACKLOG)
+                return False
             self._webhook_fix_checked[project_id] = time.monotonic()
-        threading.Thread(
-            target=self._fix_webhook_auth, args=(project_id,), name=f"webhook-auth-{project_id}", daemon=True
-        ).start()
+            self._webhook_fix_checked.move_to_end(project_id)
+            while len(self._webhook_fix_checked) > WEBHOOK_FIX_REMEMBERED:
+                self._webhook_fix_checked.popitem(last=False)
+            while len(self._webhook_fix_threads) < WEBHOOK_FIX_THREADS:
+                thread = threading.Thread(target=self._work_webhook_fixes, daemon=True,
+                                          name=f"webhook-auth-{len(self._webhook_fix_threads)}")
+                thread.start()
+                self._webhook_fix_threads.append(thread)
         return True
+
+    def _work_webhook_fixes(self) -> None:
+        while True:
+            self._fix_webhook_auth(self._webhook_fix_queue.get())
 
     def _fix_webhook_auth(self, project_id: int, attempts: int = 10, delay_s: float = 1.5) -> None:
         from rlthf_backend.labelstudio.client import basic_auth_header, ensure_webhook_auth, make_client

@@ -1,5 +1,9 @@
 """Prometheus metrics of the HTTP layer.
 
+Label values come from fixed sets only (:func:`method_label`, :func:`action_label`, the route
+rules, the status code): a client-chosen string never becomes a series, so clients can neither
+grow ``/metrics`` without bound nor break its encoding.
+
 Under gunicorn with several workers, ``rlthf-backend serve`` points ``PROMETHEUS_MULTIPROC_DIR``
 at a fresh folder before the workers start, and ``/metrics`` aggregates every worker's values.
 """
@@ -15,6 +19,25 @@ from prometheus_client.core import CounterMetricFamily, REGISTRY
 
 if TYPE_CHECKING:  # pragma: no cover
     from rlthf_backend.jobs.dispatch import TrainingDispatcher
+
+#: HTTP methods counted under their own name; any other is counted as "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: Label Studio's webhook actions; any other is counted as "other".
+KNOWN_ACTIONS = frozenset({
+    "PROJECT_CREATED", "PROJECT_UPDATED", "PROJECT_DELETED", "TASKS_CREATED", "TASKS_DELETED",
+    "ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED",
+    "LABEL_LINK_CREATED", "LABEL_LINK_UPDATED", "LABEL_LINK_DELETED",
+    "REVIEW_CREATED", "REVIEW_UPDATED", "REVIEWS_DELETED", "START_TRAINING",
+})
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
+
+def action_label(action: str) -> str:
+    return action if action in KNOWN_ACTIONS else "other"
+
 
 HTTP_REQUESTS = Counter(
     "rlthf_http_requests_total", "HTTP requests answered", ["endpoint", "method", "status"]

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app
 
-from rlthf_backend.server.routes import BadRequest
+from rlthf_backend.server.validation import query_project_id
 
 report_bp = Blueprint("report", __name__)
 
 
 @report_bp.get("/report")
 def report() -> Response:
-    raw = request.args.get("project", "")
-    if not raw.isdigit():
-        raise BadRequest(f"project must be a number, got {raw!r}")
+    project_id = query_project_id()
     from rlthf_backend.report import build_report  # numpy / curation code: loaded on first request
 
-    html = build_report(current_app.extensions["rlthf"].settings, int(raw))
+    html = build_report(current_app.extensions["rlthf"].settings, project_id)
     return Response(html, mimetype="text/html", headers={"Cache-Control": "no-store"})

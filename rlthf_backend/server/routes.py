@@ -6,7 +6,6 @@ We implement it ourselves rather than through the PyPI package ``label-studio-ml
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -14,36 +13,30 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from rlthf_backend.jobs.connection import RedisUnavailable
-from rlthf_backend.jobs.dispatch import TRAINING_EVENTS, event_project_id, only_skips
-from rlthf_backend.labelstudio.client import project_id_from_uid
+from rlthf_backend.jobs.dispatch import TRAINING_EVENTS, ProjectMissing, QueueFull, only_skips
 from rlthf_backend.labelstudio.config import LabelConfigError, parse_label_config
 from rlthf_backend.labelstudio.predict import predict_tasks
 from rlthf_backend.server import metrics
 from rlthf_backend.server.context import BackendContext
+from rlthf_backend.server.validation import (
+    BadRequest,
+    json_body,
+    optional_json_body,
+    optional_project_id,
+    parse_json,
+    query_project_id,
+    webhook_action,
+    webhook_project_id,
+)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ml_backend", __name__)
 
-
-class BadRequest(Exception):
-    """A request the backend cannot act on; answered as 400 with the message."""
+__all__ = ["BadRequest", "bp"]
 
 
 def _ctx() -> BackendContext:
     return current_app.extensions["rlthf"]
-
-
-def _json_body() -> dict[str, Any]:
-    raw = request.get_data(cache=True)
-    if not raw:
-        raise BadRequest("empty request body: expected a JSON object")
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
-    return body
 
 
 def _extra_params(value: Any) -> dict[str, Any]:
@@ -52,9 +45,9 @@ def _extra_params(value: Any) -> dict[str, Any]:
         return {}
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"extra_params is not valid JSON: {exc}") from exc
+            value = parse_json(value)
+        except BadRequest as exc:
+            raise BadRequest(f"extra_params: {exc}".replace("request body", "the text")) from None
     if not isinstance(value, dict):
         raise BadRequest(f"extra_params must be a JSON object, got {type(value).__name__}")
     return value
@@ -70,20 +63,21 @@ def health() -> Response:
         judge=ctx.settings.judge,
         auth=ctx.settings.auth_enabled,
         jobs=ctx.jobs.health(),
+        judge_cache=ctx.judge_cache_health(),
         uptime_s=round(time.time() - ctx.started_at, 1),
     )
 
 
 @bp.post("/setup")
 def setup() -> Response:
-    body = _json_body()
+    body = json_body()
     ctx = _ctx()
     try:
         parse_label_config(body.get("schema"))
     except LabelConfigError as exc:
         raise BadRequest(f"unsupported label config: {exc}") from exc
     _extra_params(body.get("extra_params"))
-    project_id = project_id_from_uid(body.get("project"))
+    project_id = optional_project_id(body.get("project"), uid=True)
     if project_id is not None:
         ctx.schedule_webhook_auth_fix(project_id)
     return jsonify(model_version=ctx.model_version)
@@ -91,7 +85,7 @@ def setup() -> Response:
 
 @bp.post("/predict")
 def predict() -> Response:
-    body = _json_body()
+    body = json_body()
     ctx = _ctx()
     tasks = body.get("tasks")
     if not isinstance(tasks, list):
@@ -112,20 +106,23 @@ def predict() -> Response:
 
 @bp.post("/webhook")
 def webhook() -> Response:
-    body = _json_body()
-    action = body.get("action")
-    if not isinstance(action, str) or not action:
-        raise BadRequest("webhook body has no 'action'")
-    metrics.WEBHOOKS.labels(action).inc()
-    project_id = event_project_id(body)
+    body = json_body()
+    action = webhook_action(body)
+    metrics.WEBHOOKS.labels(metrics.action_label(action)).inc()
     if action not in TRAINING_EVENTS:
         return jsonify(status="ignored", action=action)
+    project_id = webhook_project_id(body)
     if action != "START_TRAINING" and only_skips(body):
         return jsonify(status="ignored", action=action, reason="skipped tasks are not labels")
     if project_id is None:
         raise BadRequest(f"{action} webhook without a project id")
     try:
         queued = _ctx().jobs.submit(project_id, action, force_round=action == "START_TRAINING")
+    except ProjectMissing as exc:
+        return jsonify(status="ignored", action=action, reason=str(exc))
+    except QueueFull as exc:
+        log.warning("webhook %s for project %s not queued: %s", action, project_id, exc)
+        return jsonify(status="not queued", action=action, error=str(exc)), 429
     except RedisUnavailable as exc:
         metrics.WEBHOOKS_NOT_QUEUED.inc()
         log.error("webhook %s for project %s not queued: %s", action, project_id, exc)
@@ -140,13 +137,11 @@ def webhook() -> Response:
 @bp.get("/jobs")
 def jobs() -> Response:
     ctx = _ctx()
-    raw = request.args.get("project")
+    project_id = query_project_id(required=False)
     try:
-        if raw is None:
+        if project_id is None:
             return jsonify(projects={str(k): v for k, v in ctx.jobs.all_status().items()})
-        if not raw.isdigit():
-            raise BadRequest(f"project must be a number, got {raw!r}")
-        return jsonify(project=int(raw), **ctx.jobs.project_status(int(raw)))
+        return jsonify(project=project_id, **ctx.jobs.project_status(project_id))
     except RedisUnavailable as exc:
         return jsonify(error=str(exc)), 503
 
@@ -156,16 +151,10 @@ def versions() -> Response:
     """The judge's version, then the project's reward-model versions (newest last)."""
     ctx = _ctx()
     found = [ctx.model_version]
-    project_id = project_id_from_uid(_optional_json().get("project") or request.args.get("project"))
+    project_id = optional_project_id(optional_json_body().get("project") or request.args.get("project"), uid=True)
     if project_id is not None:
         found += [v.version for v in ctx.registry.versions(project_id)]
     return jsonify(versions=found)
-
-
-def _optional_json() -> dict[str, Any]:
-    """Label Studio sends ``GET /versions`` with a JSON body; tolerate none or a bad one."""
-    body = request.get_json(silent=True, force=True)
-    return body if isinstance(body, dict) else {}
 
 
 @bp.get("/metrics")
