@@ -3,6 +3,7 @@ the queue's yield (targeted vs random), the demo's known-answer check, and reada
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -12,7 +13,7 @@ from rlthf_backend.demo.queue_check import QueueCheck, write_check
 from rlthf_backend.registry import ModelRegistry
 from rlthf_backend.report import load_report_data, render_report
 from rlthf_backend.report.charts import metric_bars_svg, paired_bars_svg, tick_label
-from rlthf_backend.report.data import QueueYield, queue_yield, wrong_left_interval
+from rlthf_backend.report.data import QueueYield
 from tests.support.registry_rounds import publish_round
 
 
@@ -53,16 +54,41 @@ def test_paired_bars_draw_both_shares_and_stubs_for_unknowns():
 
 
 def _task(status: str, label: str, audit: bool = False, p: float | None = None, tie: bool = False) -> dict:
-    return {"status": status, "label": label, "audit": audit, "p_wrong": p, "human_tie": tie}
+    return {"status": status, "label": label, "audit": audit, "rank": -1, "margin": 0.0, "p_wrong": p,
+            "human_tie": tie}
 
 
-def test_queue_yield_splits_targeted_and_audit_answers():
-    round0 = {"tasks": {
+def _rounds_on_disk(root, rounds: list[dict[str, dict]]) -> ModelRegistry:
+    """Rounds written as the training writes them (round.json per version, margins, the round
+    log), from per-task decisions in their on-disk form: the report reads only the files."""
+    registry = ModelRegistry(root)
+    for index, tasks in enumerate(rounds):
+        ids = sorted(tasks)
+        record = {"strategy": "fused", "round_index": index, "reason": "test", "summary": {}, "log": [],
+                  "stop": False, "stop_reason": "", "counts": {},
+                  "tasks": {t: d for t, d in tasks.items()}}
+
+        def write(folder, version, record=record, ids=ids):
+            (folder / "round.json").write_text(json.dumps(record))
+            np.save(folder / "margins.npy", np.linspace(1, -1, len(ids)))
+            (folder / "task_ids.json").write_text(json.dumps([int(t) for t in ids]))
+
+        info = registry.publish(1, write, meta={"strategy": "fused", "round": True})
+        line = {"version": info.version, "at": 0.0, "round_index": index, "reason": "test", "pool_size": len(ids),
+                "human_labels": 0, "human_batch": [int(t) for t, d in tasks.items() if d["status"] == "human"],
+                "counts": {}, "summary": {}}
+        with open(registry.project_dir(1) / "rounds.jsonl", "a") as log:
+            log.write(json.dumps(line) + "\n")
+    return registry
+
+
+def test_queue_yield_splits_targeted_and_audit_answers(tmp_path):
+    round0 = {
         "1": _task("human", "a"), "2": _task("human", "b"), "3": _task("human", "a", audit=True),
         "4": _task("human", "a", audit=True), "5": _task("human", "a"), "6": _task("human", "b"),
         "7": _task("keep", "a"),
-    }}
-    round1 = {"tasks": {
+    }
+    round1 = {
         "1": _task("labelled", "b"),  # a person contradicted the shown label
         "2": _task("labelled", "b"),  # agreed
         "3": _task("labelled", "b"),  # audit, contradicted
@@ -70,25 +96,28 @@ def test_queue_yield_splits_targeted_and_audit_answers():
         "5": _task("labelled", "a", tie=True),  # a human tie says nothing about a/b
         "6": _task("labelled", "a"),  # contradicted
         "7": _task("labelled", "b"),  # answered, but was not in round 0's batch
-    }}
-    y = queue_yield(round0, round1)
+    }
+    r0, r1 = load_report_data(_rounds_on_disk(tmp_path, [round0, round1]), 1).rounds
+    y = r0.queue_yield
     assert y == QueueYield(targeted_answered=3, targeted_contradicted=2, audit_answered=1, audit_contradicted=1)
     assert y.targeted_rate == pytest.approx(2 / 3) and y.audit_rate == 1.0
+    assert r1.queue_yield is None  # nothing read round 1's answers yet
     assert QueueYield(0, 0, 0, 0).targeted_rate is None
 
 
-def test_wrong_labels_left_interval_from_each_pairs_p_wrong():
+def test_wrong_labels_left_interval_from_each_pairs_p_wrong(tmp_path):
     tasks = {str(i): _task("keep", "a", p=0.1) for i in range(20)}
-    tasks.update({"f1": _task("flip", "b", p=0.9), "h": _task("human", "a", p=0.8), "l": _task("labelled", "a"),
-                  "d": _task("drop", "a", p=0.6)})
-    n, (lo, hi) = wrong_left_interval({"tasks": tasks})
-    assert n == 21  # kept and flipped pairs nobody checked; not the batch, labelled or dropped ones
+    tasks.update({"101": _task("flip", "b", p=0.9), "102": _task("human", "a", p=0.8),
+                  "103": _task("labelled", "a"), "104": _task("drop", "a", p=0.6)})
+    [row] = load_report_data(_rounds_on_disk(tmp_path / "1", [tasks]), 1).rounds
+    assert row.unchecked_exported == 21  # kept and flipped pairs nobody checked; not batch, labelled, dropped
     mean = 20 * 0.1 + 0.1
     sd = np.sqrt(20 * 0.09 + 0.09)
-    assert (lo, hi) == pytest.approx((max(0.0, mean - 1.96 * sd), mean + 1.96 * sd))  # clipped at 0
-    assert wrong_left_interval({"tasks": {"1": _task("keep", "a", p=None)}}) is None  # no P(wrong): no interval
-    n, (lo, hi) = wrong_left_interval({"tasks": {"1": _task("keep", "a", p=0.0)}})
-    assert (n, lo, hi) == (1, 0.0, 0.0)
+    assert row.est_wrong_interval == pytest.approx((max(0.0, mean - 1.96 * sd), mean + 1.96 * sd))  # clipped at 0
+    [row] = load_report_data(_rounds_on_disk(tmp_path / "2", [{"1": _task("keep", "a", p=None)}]), 1).rounds
+    assert row.est_wrong_interval is None  # no P(wrong) (other strategies): no interval
+    [row] = load_report_data(_rounds_on_disk(tmp_path / "3", [{"1": _task("keep", "a", p=0.0)}]), 1).rounds
+    assert (row.unchecked_exported, row.est_wrong_interval) == (1, (0.0, 0.0))
 
 
 def _project(root, stop: bool, yield_per_label: float) -> ModelRegistry:
@@ -111,8 +140,6 @@ def _project(root, stop: bool, yield_per_label: float) -> ModelRegistry:
                   summary=summary, human_labels=5)
     if stop:  # the training writes the engine's stop signal into round.json
         version = registry.latest(3)
-        import json
-
         record = json.loads((version.path / "round.json").read_text())
         record.update(stop=True, stop_reason="next batch expected to fix 0.09 wrong labels per human label")
         (version.path / "round.json").write_text(json.dumps(record))
