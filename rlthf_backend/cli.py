@@ -8,7 +8,12 @@ from pathlib import Path
 
 import click
 
+from rlthf_backend.cli_errors import OneLineErrors
+from rlthf_backend.labelstudio.project_id import MAX_PROJECT_ID
 from rlthf_backend.settings import get_settings
+
+#: ``--project``: a Label Studio project id, refused by click (one line, exit 2) like any bad option.
+PROJECT_ID = click.IntRange(1, MAX_PROJECT_ID)
 
 
 def _setup_logging() -> None:
@@ -21,7 +26,7 @@ def _setup_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-@click.group()
+@click.group(cls=OneLineErrors)
 @click.version_option(package_name="rlthf-backend")
 def main() -> None:
     """RLTHF for Label Studio: LLM pre-labels, reward-model triage, curated export."""
@@ -30,13 +35,15 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=9090, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="gunicorn worker processes")
-@click.option("--threads", default=4, show_default=True, type=int, help="threads per worker")
+@click.option("--port", default=9090, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="gunicorn worker processes")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1), help="threads per worker")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the ML backend (Flask app under gunicorn)."""
+    from rlthf_backend.server.app import check_can_serve
     from rlthf_backend.server.gunicorn import run_gunicorn
 
+    check_can_serve(get_settings())  # a configuration that cannot work stops here, in one line
     if not get_settings().redis_url and workers > 1:
         logging.getLogger(__name__).warning(
             "REDIS_URL is not set: embedded mode keeps the job queue in one process, so one worker is used "
@@ -46,7 +53,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 
 
 @main.command()
-@click.option("--project", "project_id", required=True, type=int, help="Label Studio project id")
+@click.option("--project", "project_id", required=True, type=PROJECT_ID, help="Label Studio project id")
 @click.option("--all", "rejudge_all", is_flag=True, help="also tasks that already hold a prediction of this judge")
 def prelabel(project_id: int, rejudge_all: bool) -> None:
     """Judge every task of a project that has no prediction yet and store the predictions."""
@@ -69,7 +76,7 @@ def worker(workers: int, burst: bool) -> None:
 
 
 @main.command()
-@click.option("--project", "project_id", required=True, type=int, help="Label Studio project id")
+@click.option("--project", "project_id", required=True, type=PROJECT_ID, help="Label Studio project id")
 @click.option("--round", "force_round", is_flag=True, help="run a curation round even if none is due")
 def train(project_id: int, force_round: bool) -> None:
     """Run one training of a project here and now (the job the webhooks queue)."""
@@ -163,7 +170,7 @@ def simulate(
 
 
 @main.command()
-@click.option("--project", "project_id", required=True, type=int, help="Label Studio project id")
+@click.option("--project", "project_id", required=True, type=PROJECT_ID, help="Label Studio project id")
 @click.option("--format", "fmt", required=True, type=click.Choice(["trl", "jsonl", "parquet", "hf", "csv"]),
               help="trl: prompt/chosen/rejected(/margin) JSONL; jsonl/parquet/csv: every provenance field; "
               "hf: a `datasets` folder with a dataset card")
@@ -210,7 +217,7 @@ def doctor(project_id: int | None, backend_url: str | None) -> None:
 
 
 @main.command()
-@click.option("--project", "project_id", required=True, type=int, help="Label Studio project id")
+@click.option("--project", "project_id", required=True, type=PROJECT_ID, help="Label Studio project id")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def report(project_id: int, out: Path) -> None:
     """Write the project's curation report: one self-contained HTML page."""

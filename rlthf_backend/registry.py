@@ -29,6 +29,10 @@ from typing import Any
 _VERSION_RE = re.compile(r"^(?P<title>[\w.-]+)-p(?P<project>\d+)-v(?P<number>\d{4,})$")
 
 
+class RegistryError(ValueError):
+    """A registry file exists but cannot be read (corrupt, or not written by this backend)."""
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     version: str
@@ -139,7 +143,14 @@ class ModelRegistry:
 
     @staticmethod
     def _info(path: Path, number: int) -> VersionInfo:
-        meta = json.loads((path / "meta.json").read_text())
+        meta_file = path / "meta.json"
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RegistryError(f"{meta_file}: unreadable ({exc}); move the folder {path.name} away to fall "
+                                "back to the version before it") from exc
+        if not isinstance(meta, dict):
+            raise RegistryError(f"{meta_file}: expected a JSON object, found {type(meta).__name__}")
         return VersionInfo(version=path.name, number=number, path=path, meta=meta)
 
     @staticmethod

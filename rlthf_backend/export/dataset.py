@@ -26,7 +26,7 @@ from rlthf_backend.export.rows import (
     select_rows,
     source_counts,
 )
-from rlthf_backend.labelstudio.client import LabelStudioNotConfigured, iter_tasks, make_client
+from rlthf_backend.labelstudio.client import LabelStudioNotConfigured, describe_api_error, iter_tasks, make_client
 from rlthf_backend.labelstudio.config import LabelConfigError, parse_label_config
 from rlthf_backend.labelstudio.pool import ProjectPool, build_pool
 from rlthf_backend.registry import ModelRegistry
@@ -124,7 +124,7 @@ def curated_dataset(
     except httpx.TransportError as exc:
         raise ExportError(f"Label Studio unreachable at {settings.label_studio_url}: {exc}") from exc
     except ApiError as exc:
-        raise ExportError(f"Label Studio refused project {project_id}: HTTP {exc.status_code} {exc.body}") from exc
+        raise ExportError(f"Label Studio refused project {project_id}: {describe_api_error(exc)}") from exc
     except LabelConfigError as exc:
         raise ExportError(f"project {project_id} has no pairwise label config this backend reads: {exc}") from exc
     judgments = make_judge(settings).judge_many(pool.pairs) if len(pool) else []

@@ -31,6 +31,22 @@ def make_client(settings: Settings, timeout: float = 60.0) -> LabelStudio:
     )
 
 
+def describe_api_error(exc: Any) -> str:
+    """An SDK ``ApiError`` in a few words: Label Studio's ``detail``, or what else answered.
+
+    A proxy, a login page or another web server answers HTML; printing that page helps nobody.
+    """
+    body = getattr(exc, "body", None)
+    status = getattr(exc, "status_code", None)
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("message") or body
+        return f"HTTP {status}: {str(detail)[:200]}"
+    text = str(body or "").strip()
+    if text[:200].lower().lstrip().startswith(("<!doctype", "<html", "<?xml")) or "<body" in text[:2000].lower():
+        return f"HTTP {status} with an HTML page, not Label Studio's API: is LABEL_STUDIO_URL a Label Studio server?"
+    return f"HTTP {status}: {' '.join(text.split())[:200]}"
+
+
 def iter_tasks(ls: LabelStudio, project_id: int, page_size: int = 500) -> Iterator[dict[str, Any]]:
     """Every task of a project with its predictions and annotations, as plain dicts."""
     for task in ls.tasks.list(project=project_id, fields="all", page_size=page_size):

@@ -36,6 +36,18 @@ def create_app(settings: Settings | None = None, judge: Judge | None = None) -> 
     return app
 
 
+def check_can_serve(settings: Settings) -> None:
+    """Raise (with a message naming the setting) when the configured judge cannot be built.
+
+    ``Settings`` already refuses half-set basic auth and impossible values; this adds what only
+    building the judge tells (its kind, prompt template, client). Nothing heavy happens here:
+    models load on first use. The judgment cache is not checked: without it the backend serves.
+    """
+    from rlthf_backend.core.judges import make_judge
+
+    make_judge(settings, cache=False)
+
+
 def _install_request_metrics(app: Flask) -> None:
     @app.before_request
     def _start_timer() -> None:
