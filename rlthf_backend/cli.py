@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 
 from rlthf_backend.cli_errors import OneLineErrors
 from rlthf_backend.labelstudio.project_id import MAX_PROJECT_ID
-from rlthf_backend.settings import get_settings
+from rlthf_backend.settings import ENGINE_SETTINGS, Settings, get_settings
 
 #: ``--project``: a Label Studio project id, refused by click (one line, exit 2) like any bad option.
 PROJECT_ID = click.IntRange(1, MAX_PROJECT_ID)
@@ -83,7 +84,7 @@ def train(project_id: int, force_round: bool) -> None:
     import contextlib
     import json
 
-    from rlthf_backend.jobs.training import run_training
+    from rlthf_backend.training import run_training
 
     settings = get_settings()
     guard = contextlib.nullcontext()
@@ -113,58 +114,82 @@ def demo(ls_port: int, port: int, judge: str) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+def _settings_options(names: tuple[str, ...]):
+    """One ``--name`` option per settings field in ``names``, documented as in the settings (a
+    value given here overrides the environment and ``.env``; JSON values parse as JSON)."""
+
+    def decorate(command):
+        for name in reversed(names):
+            spec = Settings.model_fields[name]
+            command = click.option(f"--{name.replace('_', '-')}", name, default=None, metavar="VALUE",
+                                   help=f"{spec.description} [env RLTHF_{name.upper()}]")(command)
+        return command
+
+    return decorate
+
+
+def _settings_with(overrides: dict[str, str | None]) -> Settings:
+    """The settings of this process (environment, ``.env``) with the given flags applied."""
+    import json
+
+    values = {}
+    for name, raw in overrides.items():
+        if raw is None:
+            continue
+        try:
+            values[name] = json.loads(raw)
+        except ValueError:
+            values[name] = raw
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        raise click.UsageError(problems) from None
+
+
 @main.command()
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--judge", "judge_key", default=None, help="judge key in judged-pairs files (default: strongest present)")
-@click.option("--strategy", "strategies", multiple=True, help="strategy to run (repeatable; default: all)")
+@click.option("--judges", default=None, metavar="PATTERN,...",
+              help="judged-pairs files: the judges whose verdicts to use (keys or shell patterns, e.g. "
+              "'GPT-4/Vanilla_NoRules,ChatGPT/*'); the first is the primary, two or more make a judge panel "
+              "(default: the strongest judge present per pair)")
 @click.option("--budgets", default="2,4,6,8,10,15,20", show_default=True, help="% of the pool sent to people")
-@click.option("--seeds", default=5, show_default=True, type=int)
+@click.option("--seeds", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--out", "out_dir", default="results/simulate", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--reward-model", "reward_model", default="embedding", show_default=True)
-@click.option("--limit", default=None, type=int, help="use only the first N pairs (quick runs)")
-@click.option("--rm-option", "rm_options", multiple=True, metavar="KEY=VALUE",
-              help="override a field of the curation RM's config (repeatable), e.g. n_ensemble=3")
+@click.option("--limit", default=None, type=click.IntRange(min=2), help="use only the first N pairs (quick runs)")
+@click.option("--also", "also", multiple=True, metavar="STRATEGY",
+              help="another strategy to compare (repeatable); the configured one and every baseline always run")
 @click.option("--quiet", is_flag=True, help="no per-replay progress lines")
-def simulate(
-    data_path: Path,
-    judge_key: str | None,
-    strategies: tuple[str, ...],
-    budgets: str,
-    seeds: int,
-    out_dir: Path,
-    reward_model: str,
-    limit: int | None,
-    rm_options: tuple[str, ...],
-    quiet: bool,
-) -> None:
-    """Replay a dataset with known human labels and compare curation strategies.
+@_settings_options(ENGINE_SETTINGS)
+def simulate(data_path: Path, judges: str | None, budgets: str, seeds: int, out_dir: Path, limit: int | None,
+             also: tuple[str, ...], quiet: bool, **engine_flags: str | None) -> None:
+    """Replay a dataset with known human labels through the configured curation engine (the same
+    settings the backend reads: environment, .env, or the flags below) beside every baseline.
 
     Files without LLM labels (HH-RLHF chosen/rejected) report the RM capacity ceiling instead.
     """
-    import json as _json
-
     from rlthf_backend.core.simulate.runner import run_simulate_command
 
-    overrides = {}
-    for item in rm_options:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--rm-option")
-        try:
-            overrides[key.strip()] = _json.loads(value)
-        except ValueError:
-            overrides[key.strip()] = value
+    settings = _settings_with(engine_flags)
+    try:
+        budget_list = [float(b) for b in budgets.split(",") if b.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated percentages, got {budgets!r}", param_hint="--budgets") from None
+    if not budget_list or any(not 0 < b <= 100 for b in budget_list):
+        raise click.BadParameter(f"every budget must be a percentage in (0, 100], got {budgets!r}", param_hint="--budgets")
+    engine = settings.engine_config()
     run_simulate_command(
         data_path=data_path,
-        judge_key=judge_key,
-        strategies=strategies,
-        budgets=[float(b) for b in budgets.split(",") if b.strip()],
+        engine=engine,
+        rm=settings.reward_model_spec(),
+        judges=[j.strip() for j in judges.split(",") if j.strip()] if judges else None,
+        panel_label_rule=settings.judge_panel_label,
+        strategies=[engine.strategy, *also],
+        budgets=budget_list,
         seeds=seeds,
         out_dir=out_dir,
-        reward_model=reward_model,
         limit=limit,
         echo=click.echo,
-        rm_options=overrides,
         quiet=quiet,
     )
 

@@ -1,23 +1,34 @@
-"""What a training leaves in the model registry, and how it is read back.
+"""What a training leaves in the model registry, as typed records, and how it is read back.
 
-The training job (``jobs/training.py``) writes these files; the export and the report read them.
-This module stays light (no SDK, no RQ, no torch) so a report request does not pay for those.
+The training (``rlthf_backend/training.py``) writes these files; the next training, the export
+and the report read them through the records here, never as loose dicts. This module stays
+light (no SDK, no RQ, no torch) so a report request does not pay for those.
 
-Per version folder: ``state.json`` (per-task round state carried to the next training),
-``round.json`` (only when a curation round ran: the plan, its numbers and per-task decisions),
-``margins.npy`` + ``task_ids.json`` (the reward model's r(a) - r(b) for every pool task).
-Per project folder: ``rounds.jsonl``, one line per round, kept across pruning.
+Per version folder:
+
+- ``state.json``: :class:`CarriedState`, what the round decided that the next one starts from;
+- ``round.json``: :class:`RoundRecord`, only when a curation round ran: the plan's numbers, its
+  decision log, the engine configuration and the per-task decisions;
+- ``judgments.jsonl``: the judge's evidence per task id (:func:`write_judgments`), so export and
+  report never ask the judge again;
+- ``margins.npy`` + ``task_ids.json``: the reward model's r(a) - r(b) for every pool task.
+
+Per project folder: ``rounds.jsonl``, one :class:`RoundLogLine` per round, kept across pruning.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rlthf_backend.core.types import Judgment
 from rlthf_backend.registry import ModelRegistry, VersionInfo, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -25,8 +36,155 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 ROUND_FILE = "round.json"
 ROUNDS_LOG = "rounds.jsonl"
+JUDGMENTS_FILE = "judgments.jsonl"
 MARGINS_FILE = "margins.npy"
 TASK_IDS_FILE = "task_ids.json"
+
+
+class RoundFileError(ValueError):
+    """A registry file exists but cannot be read as its record (corrupt or from elsewhere)."""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RoundFileError(f"{path}: unreadable ({exc})") from exc
+
+
+@dataclass
+class CarriedState:
+    """What the last round decided that the next round starts from, by task id."""
+
+    next_round_index: int = 0
+    flipped: set[int] = field(default_factory=set)
+    rm_excluded: set[int] = field(default_factory=set)
+    audited: set[int] = field(default_factory=set)
+    human_batch: list[int] = field(default_factory=list)  # rank order
+    human_labels_at_round: int = 0
+    predictions_version: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for name in ("flipped", "rm_excluded", "audited"):
+            d[name] = sorted(d[name])
+        return d
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> CarriedState:
+        try:
+            return cls(
+                next_round_index=int(raw.get("next_round_index", 0)),
+                flipped={int(t) for t in raw.get("flipped") or ()},
+                rm_excluded={int(t) for t in raw.get("rm_excluded") or ()},
+                audited={int(t) for t in raw.get("audited") or ()},
+                human_batch=[int(t) for t in raw.get("human_batch") or ()],
+                human_labels_at_round=int(raw.get("human_labels_at_round", 0)),
+                predictions_version=raw.get("predictions_version"),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise RoundFileError(f"{STATE_FILE}: not a carried state ({exc})") from exc
+
+    @classmethod
+    def read(cls, version: VersionInfo | None) -> CarriedState:
+        """The state a version left (a fresh one when there is no version or no state file)."""
+        if version is None or not (version.path / STATE_FILE).is_file():
+            return cls()
+        return cls.from_json(_read_json(version.path / STATE_FILE))
+
+
+@dataclass(frozen=True)
+class TaskDecision:
+    """What a round decided for one task: ``status`` (a RoundPlan status), ``rank`` in the human
+    batch (-1 outside it), ``audit`` (drawn at random), ``label`` (a/b, flips included),
+    ``margin`` (the published RM's r(a) - r(b)), ``p_wrong`` (the engine's P(LLM label wrong)
+    where the strategy computes one) and the strategy's other per-pair ``scores``."""
+
+    status: str
+    label: str
+    rank: int = -1
+    audit: bool = False
+    margin: float | None = None
+    p_wrong: float | None = None
+    scores: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "label": self.label, "rank": self.rank, "audit": self.audit,
+                "margin": self.margin, "p_wrong": self.p_wrong, **self.scores}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> TaskDecision:
+        own = {f.name for f in fields(cls)} - {"scores"}
+        p = raw.get("p_wrong")
+        m = raw.get("margin")
+        return cls(status=str(raw.get("status")), label=str(raw.get("label")), rank=int(raw.get("rank", -1)),
+                   audit=bool(raw.get("audit")), margin=None if m is None else float(m),
+                   p_wrong=None if p is None else float(p),
+                   scores={k: v for k, v in raw.items() if k not in own})
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One curation round as published with its version (``round.json``)."""
+
+    strategy: str
+    round_index: int
+    reason: str | None
+    counts: dict[str, int]
+    summary: dict[str, Any]
+    log: list[dict[str, Any]]
+    tasks: dict[int, TaskDecision]
+    engine: dict[str, Any] = field(default_factory=dict)
+    reward_fit: dict[str, Any] = field(default_factory=dict)
+    stop: bool = False
+    stop_reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "tasks"}
+        d["tasks"] = {str(t): decision.to_json() for t, decision in self.tasks.items()}
+        return _finite(d)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> RoundRecord:
+        try:
+            return cls(
+                strategy=str(raw["strategy"]), round_index=int(raw["round_index"]), reason=raw.get("reason"),
+                counts=dict(raw.get("counts") or {}), summary=dict(raw.get("summary") or {}),
+                log=list(raw.get("log") or []),
+                tasks={int(t): TaskDecision.from_json(d) for t, d in (raw.get("tasks") or {}).items()},
+                engine=dict(raw.get("engine") or {}), reward_fit=dict(raw.get("reward_fit") or {}),
+                stop=bool(raw.get("stop")), stop_reason=str(raw.get("stop_reason") or ""),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RoundFileError(f"{ROUND_FILE}: not a round record ({exc})") from exc
+
+    def write(self, version_dir: Path) -> None:
+        write_json_atomic(version_dir / ROUND_FILE, self.to_json())
+
+    @classmethod
+    def read(cls, version: VersionInfo) -> RoundRecord:
+        return cls.from_json(_read_json(version.path / ROUND_FILE))
+
+
+@dataclass(frozen=True)
+class RoundLogLine:
+    """One line of the project's round log: which round asked which tasks, and its numbers."""
+
+    version: str
+    at: float
+    round_index: int | None
+    reason: str
+    pool_size: int
+    human_labels: int
+    human_batch: list[int]
+    counts: dict[str, int] | None = None
+    summary: dict[str, Any] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> RoundLogLine:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
 
 def write_margins(version_dir: Path, task_ids: list[int], margins: np.ndarray) -> None:
@@ -41,7 +199,38 @@ def read_margins(version_dir: Path) -> dict[int, float]:
         margins = np.load(version_dir / MARGINS_FILE)
     except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as exc:
+        raise RoundFileError(f"{version_dir}: unreadable margins ({exc})") from exc
     return {int(t): float(m) for t, m in zip(ids, margins)}
+
+
+def write_judgments(version_dir: Path, task_ids: Iterable[int], judgments: Iterable[Judgment | None]) -> None:
+    """The judge's verdicts per task, as the training read them (raw answers left out)."""
+    lines = []
+    for task_id, judgment in zip(task_ids, judgments):
+        if judgment is not None:
+            d = judgment.to_dict()
+            d["raw"] = []
+            lines.append(json.dumps({"task_id": int(task_id), "judgment": d}, default=str))
+    tmp = version_dir / (JUDGMENTS_FILE + ".tmp")
+    tmp.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+    tmp.replace(version_dir / JUDGMENTS_FILE)
+
+
+def read_judgments(version_dir: Path) -> dict[int, Judgment]:
+    """Task id -> the judgment the version's training used ({} for versions without the file)."""
+    path = version_dir / JUDGMENTS_FILE
+    if not path.is_file():
+        return {}
+    out = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        if raw.strip():
+            try:
+                line = json.loads(raw)
+                out[int(line["task_id"])] = Judgment.from_dict(line["judgment"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise RoundFileError(f"{path}: unreadable line ({exc})") from exc
+    return out
 
 
 def newest_round_version(registry: ModelRegistry, project_id: int) -> VersionInfo | None:
@@ -52,13 +241,13 @@ def newest_round_version(registry: ModelRegistry, project_id: int) -> VersionInf
     return None
 
 
-def append_round_log(registry: ModelRegistry, project_id: int, line: dict[str, Any]) -> None:
+def append_round_log(registry: ModelRegistry, project_id: int, line: RoundLogLine) -> None:
     with open(registry.project_dir(project_id) / ROUNDS_LOG, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line, default=str) + "\n")
+        f.write(json.dumps(_finite(asdict(line)), default=str) + "\n")
 
 
-def read_round_log(registry: ModelRegistry, project_id: int) -> list[dict[str, Any]]:
-    """Every line of the project's round log, oldest first (a torn last line is skipped)."""
+def read_round_log(registry: ModelRegistry, project_id: int) -> list[RoundLogLine]:
+    """Every line of the project's round log, oldest first (a torn line is skipped)."""
     path = registry.project_dir(project_id) / ROUNDS_LOG
     if not path.is_file():
         return []
@@ -67,7 +256,24 @@ def read_round_log(registry: ModelRegistry, project_id: int) -> list[dict[str, A
         if not raw.strip():
             continue
         try:
-            lines.append(json.loads(raw))
-        except json.JSONDecodeError:
-            log.warning("%s: skipping an unreadable line", path)  # a writer killed mid-line
+            lines.append(RoundLogLine.from_json(json.loads(raw)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            log.warning("%s: skipping an unreadable line (%s)", path, exc)  # a writer killed mid-line
     return lines
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: NaN / inf become None, numpy scalars plain numbers."""
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    return value

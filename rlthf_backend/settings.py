@@ -12,18 +12,32 @@ Nothing else in the package reads ``os.environ`` for its configuration: code tak
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rlthf_backend.core.curation import DEFAULT_STRATEGY, EngineConfig, FusedConfig, PaperConfig, RoundPolicy
+from rlthf_backend.core.reward.embedding_config import EmbeddingRewardConfig
+from rlthf_backend.core.reward.factory import RewardModelSpec
+from rlthf_backend.core.reward.trl_reward import TrlRewardConfig
 
 JudgeKind = Literal["openai", "transformers", "precomputed"]
 
 #: Default judging criteria, after the HHH framing used by RLTHF and most preference datasets.
 DEFAULT_CRITERIA = "helpfulness, honesty and harmlessness"
+
+
+def _knob(config_class: type, name: str, description: str | None = None, **constraints: Any) -> Any:
+    """A settings field for one field of a core config dataclass: the default (and, unless
+    given, the description) come from the dataclass, so each is defined in one place."""
+    f = {f.name: f for f in dataclasses.fields(config_class)}[name]
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    return Field(default, description=description or f.metadata["help"], **constraints)
 
 
 def _default_data_dir() -> Path:
@@ -115,21 +129,74 @@ class Settings(BaseSettings):
     transformers_batch_size: int = Field(8, gt=0, description="Pairs per forward pass.")
     transformers_max_tokens: int = Field(2048, gt=0, description="Prompt tokens kept (the judge's context).")
 
-    # --- Reward model and curation ------------------------------------------------------------
-    reward_model: Literal["embedding", "trl"] = Field(
-        "embedding", description="Reward model the training job fits: embedding (CPU, seconds) or trl (GPU workers)."
+    judges: str | None = Field(
+        None,
+        description="A judge panel instead of the single JUDGE: comma-separated KIND[:MODEL] entries, the first the "
+        "primary (e.g. `openai:gpt-4o-mini,openai:gpt-4o` or `openai,transformers:smollm2`; MODEL sets "
+        "OPENAI_MODEL or TRANSFORMERS_MODEL for that member, every other judge setting is shared). Each member is "
+        "asked in both orders and cached on its own; their disagreement is evidence for the curation engine.",
     )
-    strategy: str = Field(
-        "fused", description="Curation strategy: fused (default), paper (RLTHF as published), random, llm_only."
+    judge_panel_label: Literal["primary", "majority"] = Field(
+        "primary", description="Where a panel's label comes from: the primary judge, or the majority of every "
+        "member's a/b verdicts over both orders (a tied vote keeps the primary's)."
     )
-    human_batch_fraction: float = Field(
-        0.04, gt=0, le=1, description="Share of the pool sent to people per round (the paper uses 4%)."
+
+    # --- Curation engine (core/curation: EngineConfig; defaults live in the config dataclasses) -
+    strategy: Literal["fused", "paper", "random", "llm_only", "swap_first"] = Field(
+        DEFAULT_STRATEGY, description="Curation strategy: fused (default), paper (RLTHF as published), or a baseline: "
+        "random, llm_only, swap_first (order-swap disagreements first)."
     )
-    round_every_n_labels: int = Field(
-        100, ge=0, description="Also start a curation round after this many new human labels (0: only when the "
-        "current batch is done or on Train)."
-    )
+    human_batch_fraction: float = _knob(RoundPolicy, "batch_fraction", gt=0, le=1)
+    round_every_n_labels: int = _knob(RoundPolicy, "round_every_n_labels", ge=0)
     seed: int = Field(0, description="Seed of every random choice of the engine (audit slices, folds...).")
+    fused_audit_fraction: float = _knob(FusedConfig, "audit_fraction", ge=0, le=1)
+    fused_audit_enough: int = _knob(FusedConfig, "audit_enough", ge=0)
+    fused_n_folds: int = _knob(FusedConfig, "n_folds", ge=2)
+    fused_use_length_ratio: bool = _knob(FusedConfig, "use_length_ratio")
+    fused_human_weight: float = _knob(FusedConfig, "human_weight", gt=0)
+    fused_prior_error_rate: float = _knob(FusedConfig, "prior_error_rate", gt=0, lt=1)
+    fused_prior_weights: dict[str, float] = _knob(FusedConfig, "prior_weights")
+    fused_prior_sd: float = _knob(FusedConfig, "prior_sd", gt=0)
+    fused_drop_threshold: float = _knob(FusedConfig, "drop_threshold", gt=0, le=1)
+    fused_suspect_policy: Literal["drop", "flip", "keep", "ask"] = _knob(FusedConfig, "suspect_policy")
+    fused_max_drop_fraction: float = _knob(FusedConfig, "max_drop_fraction", ge=0, le=1)
+    fused_flip_confidence: float = _knob(FusedConfig, "flip_confidence", gt=0, le=1)
+    fused_min_audit_for_flip: int = _knob(FusedConfig, "min_audit_for_flip", ge=0)
+    fused_stop_min_yield: float = _knob(FusedConfig, "stop_min_yield", ge=0)
+    paper_alpha_schedule: tuple[float, ...] = _knob(PaperConfig, "alpha_schedule")
+    paper_beta_schedule: tuple[float, ...] = _knob(PaperConfig, "beta_schedule")
+    paper_flip_beyond_reflection: bool = _knob(PaperConfig, "flip_beyond_reflection")
+
+    # --- Reward model (core/reward: EmbeddingRewardConfig / TrlRewardConfig) -----------------
+    reward_model: Literal["embedding", "trl"] = Field(
+        "embedding", description="Reward model the training job fits: embedding (frozen encoder + Bradley-Terry "
+        "heads; CPU, seconds) or trl (TRL RewardTrainer fine-tuning a backbone; GPU workers)."
+    )
+    rm_encoder: str = _knob(EmbeddingRewardConfig, "encoder", description=(
+        "embedding RM: sentence-transformers encoder, a HF id or local folder (`all-MiniLM-L6-v2` is the packaged copy)."))
+    rm_heads: int = _knob(EmbeddingRewardConfig, "n_ensemble", ge=1, description=(
+        "embedding RM: Bradley-Terry heads trained on bootstrap resamples (their spread is evidence)."))
+    rm_max_seq_length: int = _knob(EmbeddingRewardConfig, "max_seq_length", gt=0, description=(
+        "embedding RM: tokens kept per text by the encoder."))
+    rm_device: str = _knob(EmbeddingRewardConfig, "device", description=(
+        "embedding RM: torch device of the encoder (cpu, cuda, cuda:N)."))
+    trl_backbone: str = _knob(TrlRewardConfig, "backbone", description=(
+        "trl RM: backbone fine-tuned as a sequence-classification reward model, a HF id or local folder "
+        "(e.g. meta-llama/Llama-3.1-8B-Instruct as in the paper; the default is the packaged MiniLM)."))
+    trl_use_lora: bool = _knob(TrlRewardConfig, "use_lora", description="trl RM: train LoRA adapters (peft) "
+                               "instead of every weight.")
+    trl_lora_rank: int = _knob(TrlRewardConfig, "lora_r", gt=0, description="trl RM: LoRA rank (the paper: 32).")
+    trl_lora_alpha: int = _knob(TrlRewardConfig, "lora_alpha", gt=0, description="trl RM: LoRA alpha (the paper: 64).")
+    trl_max_length: int = _knob(TrlRewardConfig, "max_length", gt=0, description=(
+        "trl RM: tokens of prompt + response (prompt cut from the left, response from the right)."))
+    trl_epochs: float = _knob(TrlRewardConfig, "epochs", gt=0, description="trl RM: passes over the training pairs.")
+    trl_batch_size: int = _knob(TrlRewardConfig, "batch_size", gt=0, description="trl RM: pairs per device step.")
+    trl_learning_rate: float = _knob(TrlRewardConfig, "learning_rate", gt=0, description=(
+        "trl RM: AdamW peak learning rate (1e-4 with LoRA as in the paper; 5e-5 for full fine-tuning)."))
+    trl_device: str = _knob(TrlRewardConfig, "device", description="trl RM: auto (CUDA when available), cpu, cuda.")
+    trl_precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="trl RM: bf16 mixed precision, fp32, or auto (bf16 where the hardware has it natively)."
+    )
     keep_versions: int = Field(5, ge=1, description="Model versions kept per project in the registry.")
 
     # --- Jobs -------------------------------------------------------------------------------
@@ -192,6 +259,34 @@ class Settings(BaseSettings):
             raise ValueError("BASIC_AUTH_USER must not contain ':' (HTTP basic auth cannot carry it)")
         return self
 
+    def engine_config(self) -> EngineConfig:
+        """The curation engine as configured (what the training job runs and simulate replays)."""
+        fused = {f.name: getattr(self, f"fused_{f.name}") for f in dataclasses.fields(FusedConfig)}
+        return EngineConfig(
+            strategy=self.strategy,
+            fused=FusedConfig(**fused),
+            paper=PaperConfig(alpha_schedule=tuple(self.paper_alpha_schedule),
+                              beta_schedule=tuple(self.paper_beta_schedule),
+                              flip_beyond_reflection=self.paper_flip_beyond_reflection),
+            rounds=RoundPolicy(batch_fraction=self.human_batch_fraction, round_every_n_labels=self.round_every_n_labels),
+            seed=self.seed,
+        )
+
+    def reward_model_spec(self) -> RewardModelSpec:
+        """The reward model as configured: its kind and that kind's config fields."""
+        if self.reward_model == "trl":
+            return RewardModelSpec("trl", {
+                "backbone": self.trl_backbone, "use_lora": self.trl_use_lora, "lora_r": self.trl_lora_rank,
+                "lora_alpha": self.trl_lora_alpha, "max_length": self.trl_max_length, "epochs": self.trl_epochs,
+                "batch_size": self.trl_batch_size, "learning_rate": self.trl_learning_rate,
+                "device": self.trl_device, "bf16": {"auto": None, "bf16": True, "fp32": False}[self.trl_precision],
+                "seed": self.seed,
+            })
+        return RewardModelSpec("embedding", {
+            "encoder": self.rm_encoder, "n_ensemble": self.rm_heads, "max_seq_length": self.rm_max_seq_length,
+            "device": self.rm_device, "seed": self.seed, "cache_dir": str(self.data_dir / "embeddings"),
+        })
+
     @property
     def auth_enabled(self) -> bool:
         return bool(self.basic_auth_user and self.basic_auth_pass)
@@ -203,6 +298,19 @@ class Settings(BaseSettings):
     @property
     def resolved_model_dir(self) -> Path:
         return self.model_dir or self.data_dir / "models"
+
+
+#: The settings that define the curation engine and its reward model: what `simulate` takes as
+#: flags (besides the environment) to replay a deployment, and what the training job runs.
+ENGINE_SETTINGS: tuple[str, ...] = (
+    "strategy", "human_batch_fraction", "round_every_n_labels",
+    *(f"fused_{f.name}" for f in dataclasses.fields(FusedConfig)),
+    "paper_alpha_schedule", "paper_beta_schedule", "paper_flip_beyond_reflection",
+    "reward_model", "rm_encoder", "rm_heads", "rm_max_seq_length", "rm_device",
+    "trl_backbone", "trl_use_lora", "trl_lora_rank", "trl_lora_alpha", "trl_max_length", "trl_epochs",
+    "trl_batch_size", "trl_learning_rate", "trl_device", "trl_precision",
+    "judge_panel_label",
+)
 
 
 @lru_cache(maxsize=1)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from collections.abc import Mapping
 from typing import Any, Literal
 
 Label = Literal["a", "b", "tie"]
@@ -32,6 +32,20 @@ class Pair:
         return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class MemberVerdict:
+    """What one member of a judge panel said about a pair: its verdict in (a, b) order and in
+    swapped order (mapped back to a/b); None where not asked or not readable."""
+
+    model: str
+    verdict_ab: Label | None = None
+    verdict_ba: Label | None = None
+
+    def decisive(self) -> list[str]:
+        """The member's a/b verdicts (ties and missing orders left out)."""
+        return [v for v in (self.verdict_ab, self.verdict_ba) if v in ("a", "b")]
+
+
 class JudgeStatus(str, Enum):
     OK = "ok"
     PARSE_FAILED = "parse_failed"  # the judge answered, but not with a verdict we could read
@@ -46,7 +60,8 @@ class Judgment:
     probability for that label (for ``tie``, the probability that neither side wins clearly).
     ``verdict_ab`` is the verdict with the responses shown in (a, b) order, ``verdict_ba`` with
     the order swapped, already mapped back to a/b. ``prob_a`` is P(response a is better),
-    averaged over orders when both were asked.
+    averaged over orders when both were asked. ``panel`` holds the verdicts of every member of
+    a judge panel, the primary judge first; empty for a single judge.
     """
 
     label: Label | None
@@ -60,6 +75,7 @@ class Judgment:
     raw: tuple[str, ...] = ()
     truncated: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    panel: tuple[MemberVerdict, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -78,6 +94,7 @@ class Judgment:
         d = asdict(self)
         d["status"] = self.status.value
         d["raw"] = list(self.raw)
+        d["panel"] = [asdict(m) for m in self.panel]
         return d
 
     @classmethod
@@ -86,7 +103,17 @@ class Judgment:
         d["status"] = JudgeStatus(d["status"])
         d["raw"] = tuple(d.get("raw") or ())
         d.setdefault("extra", {})
+        d["panel"] = tuple(MemberVerdict(**m) for m in d.get("panel") or ())
         return cls(**d)
+
+    def panel_disagreement(self) -> float | None:
+        """Share of the other panel members' a/b verdicts (every member but the primary, both
+        orders) that contradict this judgment's label; None without such verdicts or without an
+        a/b label. The primary's own disagreement with itself is the order-swap signal."""
+        if len(self.panel) < 2 or self.label not in ("a", "b"):
+            return None
+        votes = [v for m in self.panel[1:] for v in m.decisive()]
+        return sum(v != self.label for v in votes) / len(votes) if votes else None
 
     @classmethod
     def failure(cls, model: str, reason: str, status: JudgeStatus = JudgeStatus.ERROR, **kw: Any) -> "Judgment":

@@ -17,7 +17,7 @@ from label_studio_sdk.core.api_error import ApiError
 
 from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.types import Judgment
-from rlthf_backend.export.deciding import load_deciding_round
+from rlthf_backend.export.deciding import load_deciding_round, stored_judgments
 from rlthf_backend.export.rows import (
     DecidingRound,
     ExportRow,
@@ -127,6 +127,18 @@ def curated_dataset(
         raise ExportError(f"Label Studio refused project {project_id}: {describe_api_error(exc)}") from exc
     except LabelConfigError as exc:
         raise ExportError(f"project {project_id} has no pairwise label config this backend reads: {exc}") from exc
-    judgments = make_judge(settings).judge_many(pool.pairs) if len(pool) else []
-    deciding = load_deciding_round(ModelRegistry(settings.resolved_model_dir, settings.model_title), project_id)
-    return assemble(project_id, pool, list(judgments), deciding, include_dropped, min_confidence)
+    registry = ModelRegistry(settings.resolved_model_dir, settings.model_title)
+    deciding = load_deciding_round(registry, project_id)
+    return assemble(project_id, pool, judgments_for(settings, registry, project_id, pool), deciding, include_dropped,
+                    min_confidence)
+
+
+def judgments_for(settings: Settings, registry: ModelRegistry, project_id: int,
+                  pool: ProjectPool) -> list[Judgment | None]:
+    """The judge's verdict per pool task: as the newest training stored it; only tasks added
+    since (which no training has seen) are judged now."""
+    stored = stored_judgments(registry, project_id)
+    missing = [i for i, t in enumerate(pool.task_ids) if t not in stored]
+    fresh = make_judge(settings).judge_many([pool.pairs[i] for i in missing]) if missing else []
+    by_index = dict(zip(missing, fresh))
+    return [stored.get(t) if i not in by_index else by_index[i] for i, t in enumerate(pool.task_ids)]

@@ -26,25 +26,12 @@ from typing import Any
 
 from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE, HUMAN_TIE
 from rlthf_backend.core.types import Judgment, Pair
+from rlthf_backend.round_files import TaskDecision
 
 SOURCES = ("human", "human_overrode_llm", "llm_kept", "llm_flipped")
 
 _HUMAN_LABEL = {HUMAN_A: "a", HUMAN_B: "b", HUMAN_TIE: "tie"}
 _OTHER = {"a": "b", "b": "a"}
-
-
-@dataclass(frozen=True)
-class TaskDecision:
-    """What a curation round decided for one task (an entry of ``round.json``'s ``tasks``).
-
-    ``label`` is the round's label (``a``/``b``: the judge's, or its opposite where flipped);
-    ``p_wrong`` the engine's P(judge label wrong) where the strategy computes one.
-    """
-
-    status: str
-    label: str
-    p_wrong: float | None = None
-    audit: bool = False
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,9 @@ reward-margin curve and its strategic points), :func:`round_rows` (one line of n
 round, with :func:`queue_yield` and :func:`wrong_left_interval`), :func:`queue_items` (the tasks
 Label Studio serves next).
 
-What is read from the registry's files (``round_files``): the round log lines (``version``,
-``round_index``, ``reason``, ``pool_size``, ``human_labels``, ``human_batch``, ``counts``,
-``summary``) and each ``round.json`` still on disk (``stop``, ``stop_reason`` and per task
-``status``, ``rank``, ``audit``, ``label``, ``p_wrong``, ``human_tie``). Summary keys used:
+What is read from the registry, through the typed records of ``round_files``: the round log
+(:class:`RoundLogLine`) and each round record still on disk (:class:`RoundRecord`, with its
+per-task :class:`TaskDecision`). Summary keys used:
 ``expected_wrong_in_export_model`` / ``_audit``, ``expected_yield_next_batch``,
 ``audited_pairs``, ``audited_error_rate``, ``audited_error_ci95``, ``last_batch_disagreement`` /
 ``last_batch_answered``, ``flip_confirmed``, ``regions.flip_candidate``.
@@ -17,7 +16,6 @@ What is read from the registry's files (``round_files``): the round log lines (`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +25,15 @@ import numpy as np
 from rlthf_backend.core.curation import CurvePoints, find_curve_points
 from rlthf_backend.demo.queue_check import QueueCheck, read_check
 from rlthf_backend.registry import ModelRegistry
-from rlthf_backend.round_files import ROUND_FILE, newest_round_version, read_margins, read_round_log
+from rlthf_backend.round_files import (
+    ROUND_FILE,
+    RoundLogLine,
+    RoundRecord,
+    TaskDecision,
+    newest_round_version,
+    read_margins,
+    read_round_log,
+)
 
 
 @dataclass(frozen=True)
@@ -152,16 +158,16 @@ class ReportData:
         return StopSignal(size, last.expected_yield * size, last.expected_yield, bool(last.stop), last.stop_reason or "")
 
 
-def margin_curve(rm_margins: Mapping[int, float], tasks: Mapping[str, Mapping[str, Any]], version: str) -> MarginCurve:
+def margin_curve(rm_margins: Mapping[int, float], tasks: Mapping[int, TaskDecision], version: str) -> MarginCurve:
     """The curve of a round: each task's r(a) - r(b) oriented to the round's label, sorted
     descending (ties in task-id order, so the picture is reproducible)."""
-    ids = sorted(int(t) for t in tasks if int(t) in rm_margins)
-    oriented = np.array([rm_margins[t] if tasks[str(t)].get("label") != "b" else -rm_margins[t] for t in ids], float)
+    ids = sorted(t for t in tasks if t in rm_margins)
+    oriented = np.array([rm_margins[t] if tasks[t].label != "b" else -rm_margins[t] for t in ids], float)
     order = np.argsort(-oriented, kind="stable")
     return MarginCurve(
         margins=oriented[order],
         task_ids=[ids[i] for i in order],
-        statuses=[str(tasks[str(ids[i])].get("status")) for i in order],
+        statuses=[tasks[ids[i]].status for i in order],
         points=find_curve_points(oriented),
         version=version,
     )
@@ -175,34 +181,32 @@ def _get(d: Mapping[str, Any] | None, *path: str) -> Any:
     return d
 
 
-def queue_yield(record: Mapping[str, Any], following: Mapping[str, Any]) -> QueueYield:
+def queue_yield(record: RoundRecord, following: RoundRecord) -> QueueYield:
     """People's answers to ``record``'s batch as the ``following`` round read them: a batch task
     labelled by then counts as contradicting when the human label differs from the label the
     batch's round showed (the LLM's, unless the engine had flipped it); human ties count nowhere."""
     counts = {True: [0, 0], False: [0, 0]}  # audit? -> [answered, contradicted]
-    later = following.get("tasks") or {}
-    for task_id, d in (record.get("tasks") or {}).items():
-        after = later.get(task_id) or {}
-        if d.get("status") != "human" or after.get("status") != "labelled" or after.get("human_tie"):
+    for task_id, d in record.tasks.items():
+        after = following.tasks.get(task_id)
+        if d.status != "human" or after is None or after.status != "labelled" or after.scores.get("human_tie"):
             continue
-        tally = counts[bool(d.get("audit"))]
+        tally = counts[d.audit]
         tally[0] += 1
-        tally[1] += after.get("label") != d.get("label")
+        tally[1] += after.label != d.label
     return QueueYield(counts[False][0], counts[False][1], counts[True][0], counts[True][1])
 
 
-def wrong_left_interval(record: Mapping[str, Any]) -> tuple[int, tuple[float, float]] | None:
+def wrong_left_interval(record: RoundRecord) -> tuple[int, tuple[float, float]] | None:
     """(exported unchecked pairs, 95% interval of how many are wrong): each such pair is wrong
     with its P(wrong) (1 - P for a flip), independently; normal approximation of that sum,
     clipped to [0, n]. None when the round has no P(wrong) (strategies other than fused)."""
     ps = []
-    for d in (record.get("tasks") or {}).values():
-        if d.get("status") not in ("keep", "flip"):
+    for d in record.tasks.values():
+        if d.status not in ("keep", "flip"):
             continue
-        p = d.get("p_wrong")
-        if p is None:
+        if d.p_wrong is None:
             return None
-        ps.append(1.0 - p if d.get("status") == "flip" else p)
+        ps.append(1.0 - d.p_wrong if d.status == "flip" else d.p_wrong)
     if not ps:
         return None
     p = np.asarray(ps, float)
@@ -210,32 +214,32 @@ def wrong_left_interval(record: Mapping[str, Any]) -> tuple[int, tuple[float, fl
     return len(ps), (max(0.0, mean - 1.96 * sd), min(float(len(ps)), mean + 1.96 * sd))
 
 
-def round_rows(log_lines: Sequence[Mapping[str, Any]], records: Mapping[str, Mapping[str, Any]]) -> list[RoundRow]:
+def round_rows(log_lines: Sequence[RoundLogLine], records: Mapping[str, RoundRecord]) -> list[RoundRow]:
     """One :class:`RoundRow` per round log line; ``records``: ``round.json`` by version, where
     still on disk (pruned versions lose the audit-slice size, the interval and the queue yield)."""
     rows = []
     for i, line in enumerate(log_lines):
-        summary = line.get("summary") or {}
-        counts = {k: int(v) for k, v in (line.get("counts") or {}).items()}
-        record = records.get(line.get("version"))
+        summary = line.summary or {}
+        counts = {k: int(v) for k, v in (line.counts or {}).items()}
+        record = records.get(line.version)
         audit_slice = None
         if record is not None:
-            audit_slice = sum(1 for d in (record.get("tasks") or {}).values() if d.get("audit") and d.get("status") == "human")
-        next_record = records.get(log_lines[i + 1].get("version")) if i + 1 < len(log_lines) else None
+            audit_slice = sum(1 for d in record.tasks.values() if d.audit and d.status == "human")
+        next_record = records.get(log_lines[i + 1].version) if i + 1 < len(log_lines) else None
         interval = wrong_left_interval(record) if record is not None else None
         audit_ci = summary.get("audited_error_ci95")
-        following = _get(log_lines[i + 1], "summary") if i + 1 < len(log_lines) else None
+        following = log_lines[i + 1].summary if i + 1 < len(log_lines) else None
         flips = counts.get("flip", 0)
         fc = _get(summary, "regions", "flip_candidate") or {}
         precision = fc.get("audited_error_rate") if flips and summary.get("flip_confirmed") else None
         ci = fc.get("audited_error_ci95") if precision is not None else None
         rows.append(RoundRow(
-            index=int(line.get("round_index") or 0),
-            version=str(line.get("version")),
-            reason=str(line.get("reason") or ""),
-            pool_size=int(line.get("pool_size") or 0),
-            human_labels=int(line.get("human_labels") or 0),
-            batch_size=len(line.get("human_batch") or ()),
+            index=int(line.round_index or 0),
+            version=line.version,
+            reason=line.reason or "",
+            pool_size=line.pool_size,
+            human_labels=line.human_labels,
+            batch_size=len(line.human_batch),
             audit_slice=audit_slice,
             counts=counts,
             disagreement=_get(following, "last_batch_disagreement"),
@@ -245,32 +249,32 @@ def round_rows(log_lines: Sequence[Mapping[str, Any]], records: Mapping[str, Map
             flip_precision_ci=tuple(ci) if ci else None,
             est_wrong_model=summary.get("expected_wrong_in_export_model"),
             est_wrong_audit=summary.get("expected_wrong_in_export_audit"),
-            stop_reason=(record or {}).get("stop_reason") or None,
+            stop_reason=(record.stop_reason or None) if record is not None else None,
             est_wrong_interval=interval[1] if interval else None,
             unchecked_exported=interval[0] if interval else None,
             audited_pairs=summary.get("audited_pairs"),
             audited_error_rate=summary.get("audited_error_rate"),
             audited_error_ci=tuple(audit_ci) if audit_ci and None not in audit_ci else None,
             expected_yield=summary.get("expected_yield_next_batch"),
-            stop=(record or {}).get("stop"),
+            stop=record.stop if record is not None else None,
             queue_yield=queue_yield(record, next_record) if record is not None and next_record is not None else None,
         ))
     return rows
 
 
-def batch_task_ids(log_lines: Sequence[Mapping[str, Any]], limit: int = 20) -> list[int]:
+def batch_task_ids(log_lines: Sequence[RoundLogLine], limit: int = 20) -> list[int]:
     """The first ``limit`` tasks of the newest round's human batch, rank order."""
-    return [int(t) for t in (log_lines[-1].get("human_batch") or [])[:limit]] if log_lines else []
+    return [int(t) for t in log_lines[-1].human_batch[:limit]] if log_lines else []
 
 
-def queue_items(log_lines: Sequence[Mapping[str, Any]], tasks: Mapping[str, Mapping[str, Any]],
+def queue_items(log_lines: Sequence[RoundLogLine], tasks: Mapping[int, TaskDecision],
                 answered: Collection[int] | None = None, limit: int = 20) -> list[QueueItem]:
     """The newest round's human batch in the order Label Studio serves it (rank 0 first);
     ``answered``: the task ids already labelled, when known."""
     items = []
     for rank, task_id in enumerate(batch_task_ids(log_lines, limit)):
-        d = tasks.get(str(task_id)) or {}
-        items.append(QueueItem(rank, task_id, d.get("p_wrong"), bool(d.get("audit")),
+        d = tasks.get(task_id)
+        items.append(QueueItem(rank, task_id, d.p_wrong if d else None, bool(d and d.audit),
                                None if answered is None else task_id in answered))
     return items
 
@@ -289,8 +293,8 @@ def load_report_data(
     records = {}
     for v in registry.versions(project_id):
         if (v.path / ROUND_FILE).is_file():
-            records[v.version] = json.loads((v.path / ROUND_FILE).read_text())
-    tasks = records[deciding.version].get("tasks", {}) if deciding else {}
+            records[v.version] = RoundRecord.read(v)
+    tasks = records[deciding.version].tasks if deciding else {}
     curve = margin_curve(read_margins(deciding.path), tasks, deciding.version) if deciding else None
     return ReportData(
         project_id=project_id,

@@ -5,7 +5,6 @@ The TRL file must load with ``datasets`` and pass TRL's reward-trainer data prep
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -16,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from rlthf_backend.export import curated_dataset
-from rlthf_backend.export.deciding import newest_round_version, read_round_log
 from rlthf_backend.registry import ModelRegistry
+from rlthf_backend.round_files import RoundRecord, newest_round_version, read_round_log
 from rlthf_backend.settings import Settings
 from tests.integration.test_active_loop import human_result, make_project, start_worker, wait_for_training
 from tests.support.backend import rlthf_backend_exe, start_backend
@@ -98,9 +97,9 @@ def test_export_round_trip(ls, loop, tmp_path):
     registry = ModelRegistry(settings.resolved_model_dir, settings.model_title)
     deciding = newest_round_version(registry, project_id)
     assert deciding.version == second["version"]
-    record = json.loads((deciding.path / "round.json").read_text())
+    record = RoundRecord.read(deciding)
     log_line = read_round_log(registry, project_id)[-1]
-    assert log_line["version"] == second["version"]
+    assert log_line.version == second["version"]
 
     data = curated_dataset(settings, project_id, include_dropped=True)
     by_task = {r.task_id: r for r in data.rows}
@@ -122,9 +121,9 @@ def test_export_round_trip(ls, loop, tmp_path):
         assert r.judge_label == judge and r.judge_verdict_ab == judge
         assert r.judge_verdict_ba == tasks[r.task_id].get("llm_label_swapped")
         if r.source == "llm_kept" and not r.tie:
-            assert r.label == judge and record["tasks"][str(r.task_id)]["label"] == judge
+            assert r.label == judge and record.tasks[r.task_id].label == judge
         elif r.source == "llm_flipped":
-            assert r.label == OTHER[judge] == record["tasks"][str(r.task_id)]["label"]
+            assert r.label == OTHER[judge] == record.tasks[r.task_id].label
         elif r.source == "human_overrode_llm":
             assert r.label == OTHER[judge]
         elif r.source == "human" and not r.tie:
@@ -133,7 +132,7 @@ def test_export_round_trip(ls, loop, tmp_path):
             assert r.margin == pytest.approx(r.rm_margin if r.label in ("a", "tie") else -r.rm_margin)
 
     # Counts per source agree with the round log and /jobs.
-    counts = log_line["counts"]
+    counts = log_line.counts
     jobs = backend.get(f"/jobs?project={project_id}").json()["last_finished"]
     assert jobs["version"] == second["version"]
     assert data.counts["human"] + data.counts["human_overrode_llm"] == jobs["human_labels"] == counts["labelled"] == n_human

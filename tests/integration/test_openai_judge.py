@@ -221,3 +221,22 @@ def test_single_pair_calls_from_many_threads_share_the_bound(server):
     judge.close()
     assert server.stats.requests == 6
     assert server.stats.max_in_flight == 2
+
+
+def test_a_panel_of_two_models_asks_each_in_both_orders_and_caches_each(server, tmp_path):
+    """RLTHF_JUDGES: two OpenAI-compatible models (here one local server playing both), each
+    asked in both orders and cached under its own fingerprint; a restart asks nobody again."""
+    settings = Settings(judges="openai:judge-large,openai:judge-small", openai_base_url=server.base_url,
+                        data_dir=tmp_path, _env_file=None)
+    pairs = [Pair("q", LONG, SHORT), Pair("q", SHORT, LONG)]
+    first = make_judge(settings).judge_many(pairs)
+    assert server.stats.requests == 8  # 2 models x 2 pairs x 2 orders
+    assert sorted({b["model"] for b in server.stats.bodies}) == ["judge-large", "judge-small"]
+    assert [j.label for j in first] == ["a", "b"]
+    assert [m.model for m in first[0].panel] == ["judge-large", "judge-small"]
+    assert first[0].panel_disagreement() == 0.0  # both models follow the same rule
+    again = make_judge(settings).judge_many(pairs)
+    assert server.stats.requests == 8 and [j.label for j in again] == ["a", "b"]
+    one = make_judge(Settings(judge="openai", openai_model="judge-small", openai_base_url=server.base_url,
+                              data_dir=tmp_path, _env_file=None)).judge_many(pairs)
+    assert server.stats.requests == 8 and all(j.extra["cached"] for j in one)  # the member's own cache entry

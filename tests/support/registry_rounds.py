@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlthf_backend.registry import ModelRegistry, write_json_atomic
-from rlthf_backend.round_files import ROUND_FILE, append_round_log, write_margins
+from rlthf_backend.registry import ModelRegistry
+from rlthf_backend.round_files import RoundLogLine, RoundRecord, TaskDecision, append_round_log, write_margins
 
 
 def margin_curve_values(n: int, seed: int = 0) -> np.ndarray:
@@ -29,22 +29,21 @@ def publish_round(registry: ModelRegistry, project_id: int, task_ids: list[int],
     rm = {t: (m if labels.get(t, "a") == "a" else -m) for t, m in zip(task_ids, oriented)}
     statuses = {t: statuses.get(t, "keep") for t in task_ids}
     counts = {s: sum(1 for v in statuses.values() if v == s) for s in ("labelled", "human", "keep", "flip", "drop", "hold")}
-    record = {
-        "strategy": "fused", "round_index": round_index, "counts": counts, "summary": summary or {},
-        "stop": False, "stop_reason": "", "log": [], "reason": "test",
-        "tasks": {str(t): {"status": statuses[t], "rank": human_batch.index(t) if t in human_batch else -1,
-                           "audit": t in audit, "label": labels.get(t, "a"), "margin": rm[t],
-                           "p_wrong": (p_wrong or {}).get(t)} for t in task_ids},
-    }
+    record = RoundRecord(
+        strategy="fused", round_index=round_index, reason="test", counts=counts, summary=summary or {}, log=[],
+        tasks={t: TaskDecision(status=statuses[t], label=labels.get(t, "a"),
+                               rank=human_batch.index(t) if t in human_batch else -1, audit=t in audit,
+                               margin=float(rm[t]), p_wrong=(p_wrong or {}).get(t)) for t in task_ids},
+    )
 
     def write(folder: Path, version: str) -> None:
-        write_json_atomic(folder / ROUND_FILE, record)
+        record.write(folder)
         write_margins(folder, task_ids, np.array([rm[t] for t in task_ids]))
 
     info = registry.publish(project_id, write, meta={"strategy": "fused", "round": True})
-    line = {"version": info.version, "round_index": round_index, "reason": "test", "pool_size": len(task_ids),
-            "human_labels": human_labels, "human_batch": human_batch, "counts": counts, "summary": summary or {}}
-    append_round_log(registry, project_id, line)
+    append_round_log(registry, project_id, RoundLogLine(
+        version=info.version, at=0.0, round_index=round_index, reason="test", pool_size=len(task_ids),
+        human_labels=human_labels, human_batch=human_batch, counts=counts, summary=summary or {}))
     return info.version
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from rlthf_backend.core.simulate.data import detect_format, load_pool, pick_judge, split_transcript
 from rlthf_backend.core.simulate.replay import split_pool
+from rlthf_backend.settings import Settings
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 JUDGED = DATA / "judged-pairs.jsonl.gz"
@@ -100,33 +101,35 @@ def test_simulate_on_a_slice_of_the_real_file(tmp_path):
     from rlthf_backend.core.simulate.runner import run_simulate_command
 
     lines: list[str] = []
+    settings = Settings(_env_file=None)
     doc = run_simulate_command(
-        data_path=JUDGED, judge_key=None, strategies=(), budgets=[5, 10], seeds=2, out_dir=tmp_path,
-        reward_model="embedding", limit=150, echo=lines.append, quiet=True,
+        data_path=JUDGED, engine=settings.engine_config(), rm=settings.reward_model_spec(), judges=None,
+        panel_label_rule="primary", strategies=(), budgets=[5, 10], seeds=2, out_dir=tmp_path, limit=150,
+        echo=lines.append, quiet=True,
     )
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["default_strategy"] == "fused" and saved["pool_size"] == 120
-    assert (tmp_path / "curated_accuracy.png").stat().st_size > 1000
+    assert saved["engine"]["strategy"] == "fused" and saved["pool_size"] == 120
+    assert (tmp_path / "all_pairs_accuracy.png").stat().st_size > 1000
     results = saved["results"]
-    assert set(results) == {"llm_only", "random", "oracle", "paper", "fused"}
+    assert set(results) == {"llm_only", "random", "oracle", "paper", "swap_first", "fused"}
     for strategy, by_budget in results.items():
         assert set(by_budget) == {"5", "10"}
         for r in by_budget.values():
-            for field in ("curated_accuracy_mean", "curated_accuracy_std", "flipped", "flip_precision",
-                          "heldout_rm_accuracy_mean", "kept_fraction"):
+            for field in ("all_pairs_accuracy_mean", "all_pairs_accuracy_std", "kept_precision_mean",
+                          "kept_fraction_mean", "flipped_mean", "flip_precision_mean", "heldout_rm_accuracy_mean"):
                 assert field in r
             assert r["seeds"] == 2
             assert 0.4 < r["heldout_rm_accuracy_mean"] < 1.0
-    base = results["llm_only"]["10"]["curated_accuracy_mean"]
+    base = results["llm_only"]["10"]["all_pairs_accuracy_mean"]
     # the oracle fixes one wrong label per human label (12 of 120 at 10%)
-    assert results["oracle"]["10"]["curated_accuracy_mean"] == pytest.approx(min(1.0, base + 0.1), abs=0.011)
-    assert results["random"]["10"]["curated_accuracy_mean"] >= base
-    assert results["llm_only"]["5"]["kept_fraction"] == 1.0 and results["random"]["10"]["flipped"] == 0
+    assert results["oracle"]["10"]["all_pairs_accuracy_mean"] == pytest.approx(min(1.0, base + 0.1), abs=0.011)
+    assert results["random"]["10"]["all_pairs_accuracy_mean"] >= base
+    assert results["llm_only"]["5"]["kept_fraction_mean"] == 1.0 and results["random"]["10"]["flipped_mean"] == 0
     # same pool per seed for every strategy
     runs = saved["runs"]
     assert {r["pool_size"] for r in runs} == {120}
-    assert any("curated-label accuracy" in line for line in lines)
-    assert doc["targets"]["evaluated"]
+    assert any("all-pairs accuracy" in line for line in lines)
+    assert doc["targets"]["evaluated"] and set(doc["targets"]["per_budget"]) == {"5", "10"}
 
 
 @needs_data
@@ -135,9 +138,11 @@ def test_file_without_llm_labels_reports_the_rm_ceiling(tmp_path):
     from rlthf_backend.core.simulate.runner import run_simulate_command
 
     lines: list[str] = []
+    settings = Settings(_env_file=None)
     doc = run_simulate_command(
-        data_path=HH, judge_key=None, strategies=(), budgets=[10], seeds=1, out_dir=tmp_path,
-        reward_model="embedding", limit=100, echo=lines.append, quiet=True,
+        data_path=HH, engine=settings.engine_config(), rm=settings.reward_model_spec(), judges=None,
+        panel_label_rule="primary", strategies=(), budgets=[10], seeds=1, out_dir=tmp_path, limit=100,
+        echo=lines.append, quiet=True,
     )
     assert doc["mode"] == "rm_ceiling"
     ceiling = json.loads((tmp_path / "results.json").read_text())["rm_ceiling"]
@@ -155,7 +160,7 @@ def test_named_judge_defines_the_pool(tmp_path):
          "llm_labels": {"J1": {"ab": None, "ba": None}}},
     ]
     write_jsonl(tmp_path / "j.jsonl", rows)
-    pool = load_pool(tmp_path / "j.jsonl", judge_key="J1")
+    pool = load_pool(tmp_path / "j.jsonl", judges=["J1"])
     assert len(pool) == 2 and pool.skipped_without_judge == 1
     assert pool.evidence.parse_failed.tolist() == [False, True]  # J1 saw p3 but gave no verdict
     assert len(load_pool(tmp_path / "j.jsonl")) == 3

@@ -1,20 +1,19 @@
 """The RLTHF curation engine: which LLM labels to keep, which to ask people about, which to
 flip or drop. Pure core (numpy / torch via the reward model); no web or Label Studio code.
 
-The active-learning loop calls, once per round::
+A deployment and ``simulate`` run the same loop (:mod:`.loop`, :mod:`.engine`)::
 
-    plan = plan_round("fused", state, rm_factory, human_batch_size=..., seed=...)
-    # ask people about plan.human_batch, then
+    plan, factory = plan_next_round(engine, rm_spec, state)
+    # people answer plan.human_batch, then
     state = state.after_plan(plan).with_human_labels(indices, answers, audited=plan.audit[indices])
 
-and a final ``plan_round(..., human_batch_size=0)`` gives the export (``plan.in_export``,
-``plan.label_a_preferred``).
+and the newest plan is the export (``plan.in_export``, ``plan.label_a_preferred``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 from rlthf_backend.core.curation.baselines import (
     BaselineConfig,
@@ -22,8 +21,10 @@ from rlthf_backend.core.curation.baselines import (
     plan_llm_only_round,
     plan_oracle_round,
     plan_random_round,
+    plan_swap_first_round,
 )
 from rlthf_backend.core.curation.fused import FusedConfig, plan_fused_round
+from rlthf_backend.core.curation.loop import RoundPolicy, round_due
 from rlthf_backend.core.curation.paper import PaperConfig, plan_paper_round
 from rlthf_backend.core.curation.plan import STATUSES, Decision, RoundPlan
 from rlthf_backend.core.curation.points import CurvePoints, PointsConfig, find_curve_points
@@ -37,38 +38,34 @@ from rlthf_backend.core.curation.state import (
     JudgeEvidence,
 )
 
-#: The strategy used when none is configured.
-DEFAULT_STRATEGY = "fused"
 
-#: name -> (round function, config class). ``oracle`` needs the true labels: simulation only.
-STRATEGIES: dict[str, tuple[Callable[..., RoundPlan], type]] = {
-    "fused": (plan_fused_round, FusedConfig),
-    "paper": (plan_paper_round, PaperConfig),
-    "random": (plan_random_round, BaselineConfig),
-    "llm_only": (plan_llm_only_round, BaselineConfig),
-    "oracle": (plan_oracle_round, OracleConfig),
+@dataclass(frozen=True)
+class Strategy:
+    """A round function and what it needs: ``needs_rm`` (it fits reward models),
+    ``simulation_only`` (it needs the true labels: the oracle)."""
+
+    plan: Callable[..., RoundPlan]
+    needs_rm: bool = False
+    simulation_only: bool = False
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "fused": Strategy(plan_fused_round, needs_rm=True),
+    "paper": Strategy(plan_paper_round, needs_rm=True),
+    "random": Strategy(plan_random_round),
+    "llm_only": Strategy(plan_llm_only_round),
+    "swap_first": Strategy(plan_swap_first_round),
+    "oracle": Strategy(plan_oracle_round, simulation_only=True),
 }
 
+#: Strategies a deployment can run (the oracle needs the answers in advance).
+DEPLOYABLE_STRATEGIES = tuple(name for name, s in STRATEGIES.items() if not s.simulation_only)
 
-def plan_round(
-    strategy: str,
-    state: CurationState,
-    rm_factory: RewardModelFactory | None,
-    human_batch_size: int | None = None,
-    config: Any = None,
-    seed: int = 0,
-) -> RoundPlan:
-    """Run one round of ``strategy`` on ``state`` (see :data:`STRATEGIES`)."""
-    try:
-        fn, _ = STRATEGIES[strategy]
-    except KeyError:
-        raise ValueError(f"unknown strategy {strategy!r}; choose from {sorted(STRATEGIES)}") from None
-    return fn(state, rm_factory, config, human_batch_size=human_batch_size, seed=seed)
-
+from rlthf_backend.core.curation.engine import DEFAULT_STRATEGY, EngineConfig, plan_next_round  # noqa: E402
 
 __all__ = [
-    "BaselineConfig", "CurationState", "CurvePoints", "DEFAULT_STRATEGY", "Decision", "FusedConfig",
-    "HUMAN_A", "HUMAN_B", "HUMAN_NONE", "HUMAN_TIE", "JudgeEvidence", "OracleConfig", "PaperConfig",
-    "PointsConfig", "RewardModelFactory", "RoundPlan", "STATUSES", "STRATEGIES", "find_curve_points",
-    "plan_round",
+    "BaselineConfig", "CurationState", "CurvePoints", "DEFAULT_STRATEGY", "DEPLOYABLE_STRATEGIES", "Decision",
+    "EngineConfig", "FusedConfig", "HUMAN_A", "HUMAN_B", "HUMAN_NONE", "HUMAN_TIE", "JudgeEvidence",
+    "OracleConfig", "PaperConfig", "PointsConfig", "RewardModelFactory", "RoundPlan", "RoundPolicy", "STATUSES",
+    "STRATEGIES", "Strategy", "find_curve_points", "plan_next_round", "round_due",
 ]

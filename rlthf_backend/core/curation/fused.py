@@ -6,15 +6,16 @@ One round:
    an RM trained on the other folds' current labels (human labels weighted ``human_weight``,
    pairs the previous round left out weighted 0, the rest 1). No pair is scored by an RM that
    memorised its label. The ensemble spread of the scoring RM comes along.
-2. **Hardness = P(LLM label wrong | evidence)**, a logistic regression over the features of
+2. **Hardness = P(LLM label wrong | evidence)**: logistic regressions over the evidence sets of
    :mod:`rlthf_backend.core.curation.hardness`, fitted on every pair a person has labelled so far
-   (MAP with a documented prior, so round 0 runs on the prior alone). Optionally
-   (``calibrate_with_audit``) its intercept is shifted so the mean P(wrong) of the unchecked
-   pairs equals the audited error rate.
+   (MAP with a documented prior, so round 0 runs on the prior alone) and averaged by how well
+   each set explains this project's answers so far.
 3. **Human batch.** ``audit_fraction`` of the batch is drawn uniformly at random from the pairs
    without a human label (the audit slice, an unbiased sample of what would be exported
-   unchecked); the rest are the candidates with the highest hardness. Audit pairs are
-   interleaved into the ranking so a person who stops early still leaves a random sample.
+   unchecked) until ``audit_enough`` audited answers exist; after that one pair per round keeps
+   the estimate current (targeted batches keep removing wrong labels from the pool). The rest
+   are the candidates with the highest hardness. Audit pairs are interleaved into the ranking
+   so a person who stops early still leaves a random sample.
 4. **Regions** of the remaining unlabelled pairs by hardness p:
    ``trusted`` p < ``drop_threshold``; ``suspect`` drop_threshold <= p <= 0.5; ``flip_candidate``
    p > 0.5. The error rate of each region is estimated from the audited pairs falling in it
@@ -56,52 +57,41 @@ SuspectPolicy = Literal["drop", "flip", "keep", "ask"]
 
 @dataclass(frozen=True)
 class FusedConfig:
-    """Knobs of the fused strategy."""
+    """Knobs of the fused strategy (each documented once, in its ``help``)."""
 
-    #: Human batch per round as a fraction of the pool.
-    batch_fraction: float = 0.02
-    #: Share of every human batch drawn uniformly at random (the audit slice).
-    audit_fraction: float = 0.2
-    #: Cross-fitting folds (each pair scored by an RM trained on the other folds).
-    n_folds: int = 5
-    #: Use the judge-verbosity feature (length ratio of the chosen response).
-    use_length_ratio: bool = True
-    #: Weight of a human label relative to an LLM label in RM training. A label wrong with
-    #: probability e carries (1 - 2e)^2 of a clean label's information; e ~ 0.2 gives ~2.8.
-    human_weight: float = 3.0
-    #: Prior LLM error rate (intercept of the hardness model before any human label).
-    prior_error_rate: float = 0.2
-    #: Prior log-odds weights of the evidence features (see hardness.PRIOR_WEIGHTS).
-    prior_weights: dict[str, float] = field(default_factory=lambda: dict(PRIOR_WEIGHTS))
-    #: Prior standard deviation of every coefficient (smaller: trust the prior longer).
-    prior_sd: float = 1.0
-    #: Calibrate the level of P(wrong) to the audit: shift the hardness model's intercept so
-    #: its mean over the unchecked pairs equals the audited error rate (shrunk toward
-    #: ``prior_error_rate`` with ``audit_prior_strength`` pseudo-labels). The regression fits
-    #: mostly targeted (hard) pairs; while few labels exist its slopes stay near the prior and
-    #: its intercept absorbs their high error rate, inflating every p. The audit is the one
-    #: sample of the unchecked pairs, so it sets the level; the evidence sets the order.
-    #: Off by default: audits drawn in earlier rounds describe a pool from which targeted
-    #: batches have since removed many wrong labels, so the level comes out too high and the
-    #: strategy over-drops (a two-seed check on judged pairs at 10%: 2-3x the drops, each
-    #: about half as likely to be wrong).
-    calibrate_with_audit: bool = False
-    #: Pseudo-labels of the prior error rate in that calibration.
-    audit_prior_strength: float = 20.0
-    #: Unchecked pairs whose estimated P(LLM wrong) is at least this are suspects: at odds of
-    #: 1:2 a label carries (1 - 2p)^2 <= 1/9 of a clean label's information for the RM while
-    #: adding one wrong label in three to the export.
-    drop_threshold: float = 1.0 / 3.0
-    #: What to do with suspects (and unconfirmed flip candidates).
-    suspect_policy: SuspectPolicy = "drop"
-    #: Never drop more than this share of the pool (most suspect first).
-    max_drop_fraction: float = 0.2
-    #: Posterior probability that a flip region's error rate exceeds 50% needed to flip it.
-    flip_confidence: float = 0.95
-    #: Audited pairs a flip region needs before it may be flipped.
-    min_audit_for_flip: int = 8
-    #: Stop signal when the next batch is expected to fix fewer wrong labels per human label.
-    stop_min_yield: float = 0.25
+    audit_fraction: float = field(default=0.1, metadata={"help": (
+        "Share of each human batch drawn uniformly at random (the audit slice), until audit_enough audited "
+        "answers exist; then one pair per round.")})
+    audit_enough: int = field(default=40, metadata={"help": (
+        "Audited answers after which the audit slice shrinks to one pair per round (about a +-0.12 interval "
+        "on a 20% error rate).")})
+    n_folds: int = field(default=5, metadata={"help": (
+        "Cross-fitting folds: each pair is scored by a reward model trained on the other folds.")})
+    use_length_ratio: bool = field(default=True, metadata={"help": (
+        "Offer the judge-verbosity signal (length ratio of the chosen response) to the hardness model.")})
+    human_weight: float = field(default=3.0, metadata={"help": (
+        "Weight of a human label relative to an LLM label in reward-model training (a label wrong with "
+        "probability e carries (1 - 2e)^2 of a clean one's information; e ~ 0.2 gives ~2.8).")})
+    prior_error_rate: float = field(default=0.2, metadata={"help": (
+        "Prior LLM error rate: the hardness model's intercept before any human label.")})
+    prior_weights: dict[str, float] = field(default_factory=lambda: dict(PRIOR_WEIGHTS), metadata={"help": (
+        "Prior log-odds weights of the evidence features (see core/curation/hardness.py PRIOR_WEIGHTS).")})
+    prior_sd: float = field(default=1.0, metadata={"help": (
+        "Prior standard deviation of every hardness coefficient (smaller: trust the prior longer).")})
+    drop_threshold: float = field(default=1.0 / 3.0, metadata={"help": (
+        "Unchecked pairs with estimated P(LLM wrong) at least this are suspects (at odds of 1:2 a label "
+        "carries at most 1/9 of a clean label's information).")})
+    suspect_policy: SuspectPolicy = field(default="drop", metadata={"help": (
+        "What happens to suspects and unconfirmed flip candidates: drop (left out of export and RM "
+        "training), flip, keep, or ask (left out until a person answers).")})
+    max_drop_fraction: float = field(default=0.2, metadata={"help": (
+        "Never drop more than this share of the pool (most suspect first).")})
+    flip_confidence: float = field(default=0.95, metadata={"help": (
+        "Posterior probability that a flip region's audited error rate exceeds 50% needed to flip it.")})
+    min_audit_for_flip: int = field(default=8, metadata={"help": (
+        "Audited pairs a flip region needs before it may be flipped.")})
+    stop_min_yield: float = field(default=0.25, metadata={"help": (
+        "Stop signal when the next batch is expected to fix fewer wrong labels per human label.")})
 
 
 def beta_tail_above_half(wrong: int, total: int) -> float:
@@ -137,27 +127,22 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
-def intercept_shift(logits: np.ndarray, target_mean: float, iterations: int = 60) -> float:
-    """The c with mean(sigmoid(logits + c)) == target_mean (bisection; the mean is monotone
-    in c). ``target_mean`` is clipped to [1e-4, 1 - 1e-4]."""
-    target = min(max(target_mean, 1e-4), 1 - 1e-4)
-    lo, hi = -40.0, 40.0
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        if _sigmoid(logits + mid).mean() < target:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
-def fused_training_weights(state: CurationState, human_weight: float) -> np.ndarray:
+def fused_training_weights(state: CurationState, config: FusedConfig) -> np.ndarray:
     """RM weights: ``human_weight`` for human labels, 0 for human ties and pairs the previous
     round left out, 1 otherwise."""
     w = np.where(state.rm_excluded, 0.0, 1.0)
-    w[state.human_decisive] = human_weight
+    w[state.human_decisive] = config.human_weight
     w[state.human == HUMAN_TIE] = 0.0
     return w
+
+
+def audit_size(config: FusedConfig, batch: int, audited_so_far: int) -> int:
+    """Pairs of a batch of ``batch`` drawn at random (see :class:`FusedConfig`)."""
+    if config.audit_fraction <= 0 or batch < 2:
+        return 0
+    if audited_so_far >= config.audit_enough:
+        return 1
+    return max(1, int(round(config.audit_fraction * batch)))
 
 
 def _interleave(targeted: np.ndarray, audit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,19 +165,18 @@ def plan_fused_round(
     state: CurationState,
     rm_factory: RewardModelFactory,
     config: FusedConfig | None = None,
-    human_batch_size: int | None = None,
+    human_batch_size: int = 0,
     seed: int = 0,
 ) -> RoundPlan:
     """One round of the fused strategy (see the module docstring).
 
-    ``human_batch_size`` defaults to ``config.batch_fraction`` of the pool; 0 gives the final,
-    export-only round. Deterministic for a given ``seed`` and state.
+    ``human_batch_size`` 0 gives an export-only round. Deterministic for a given ``seed`` and state.
     """
     cfg = config or FusedConfig()
     r = state.round_index
     n = len(state)
     ev = state.evidence
-    weights = fused_training_weights(state, cfg.human_weight)
+    weights = fused_training_weights(state, cfg)
     labels = state.working_a_preferred
     margins, spread = cross_fitted_margins(
         rm_factory, state.pairs, labels, weights, cfg.n_folds, seed=seed * 1_000_003 + 7919 * r
@@ -203,29 +187,20 @@ def plan_fused_round(
     known = state.llm_wrong_where_known()
     has_label = np.isfinite(known)
     model = fit_wrong_label_model(x[has_label], known[has_label], cfg.prior_error_rate, cfg.prior_weights, cfg.prior_sd)
-    logits = model.intercept + x @ model.weights
+    p_wrong = model.predict(x)
     audited = state.audited & has_label
     audit_k, audit_m = int(known[audited].sum()), int(audited.sum())
-    level = (audit_k + cfg.audit_prior_strength * cfg.prior_error_rate) / (audit_m + cfg.audit_prior_strength)
-    shift = 0.0
-    if cfg.calibrate_with_audit and (~state.labelled).any():
-        shift = intercept_shift(logits[~state.labelled], level)
-    p_wrong = _sigmoid(logits + shift)
 
     plan = empty_plan("fused", state)
     plan.scores.update({"margin": margins, "llm_margin": llm_margin, "spread": spread, "p_wrong": p_wrong})
     plan.note("fit", {"round": r, "n_folds": cfg.n_folds, "human_weight": cfg.human_weight,
                       "n_trained": int(np.sum(weights > 0)), "n_human": int(state.human_decisive.sum())},
-              {"hardness_model": model.as_dict(), "calibration_level": level, "intercept_shift": shift,
-               "audited": audit_m, "audited_wrong": audit_k})
+              {"hardness_model": model.as_dict(), "audited": audit_m, "audited_wrong": audit_k})
 
     # --- human batch: audit slice + hardest candidates -------------------------------------
     cand = np.flatnonzero(~state.labelled)
-    b = int(round(cfg.batch_fraction * n)) if human_batch_size is None else int(human_batch_size)
-    b = max(0, min(b, len(cand)))
-    n_audit = int(round(cfg.audit_fraction * b))
-    if cfg.audit_fraction > 0 and b >= 2:
-        n_audit = max(n_audit, 1)
+    b = max(0, min(int(human_batch_size), len(cand)))
+    n_audit = audit_size(cfg, b, audit_m)
     rng = np.random.default_rng([seed, r, 1])
     audit = rng.choice(cand, size=n_audit, replace=False) if n_audit else np.zeros(0, int)
     rest = np.setdiff1d(cand, audit)
@@ -244,7 +219,7 @@ def plan_fused_round(
     if has_label.any():
         oof = out_of_fold_p_wrong(x[has_label], known[has_label], cfg.n_folds, seed * 31 + r,
                                   cfg.prior_error_rate, cfg.prior_weights, cfg.prior_sd)
-        p_placed[has_label] = _sigmoid(np.log(oof / (1 - oof)) + shift) if shift else oof
+        p_placed[has_label] = oof
     region_placed = region_of(p_placed, cfg.drop_threshold)
     region_stats = {}
     for name in REGIONS:
@@ -301,11 +276,10 @@ def plan_fused_round(
     audit_all = int(audited.sum())
     audit_wrong = int(known[audited].sum())
     remaining = np.setdiff1d(cand, order)
-    next_batch = np.sort(p_wrong[remaining])[::-1][: max(b, int(round(cfg.batch_fraction * n)))]
+    next_batch = np.sort(p_wrong[remaining])[::-1][: max(b, 1)]
     expected_yield = float(next_batch.mean()) if len(next_batch) else 0.0
     plan.summary = {
         "hardness_model": model.as_dict(),
-        "calibration": {"level": level, "intercept_shift": shift, "enabled": cfg.calibrate_with_audit},
         "regions": region_stats,
         "flip_confirmed": bool(flip_confirmed),
         "audited_pairs": audit_all,

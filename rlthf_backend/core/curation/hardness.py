@@ -14,16 +14,22 @@ Every feature is oriented so that larger means "more doubt about the LLM label":
 ``prob_unknown``  1 if the judge gave no probability
 ``tie``           1 if the judge called the pair a tie in some order
 ``parse_failed``  1 if the judge gave no readable verdict in some order
+``panel``         share of the other panel judges' a/b verdicts against the label (0 unknown)
+``panel_unknown`` 1 if no other panel judge gave an a/b verdict
 ================  =====================================================================
 
 Continuous features are standardised over the whole pool (labelled or not, so the scaling never
 depends on which pairs people saw); flags stay 0/1 so their weights read as log-odds per flag.
 A feature that is constant over the pool is set to 0 (it carries no information).
-The model P(wrong | x) = sigmoid(b + w.x) is fitted by MAP with a Gaussian prior centred on
-documented prior weights (:data:`PRIOR_WEIGHTS`): with no human labels it *is* the prior, and as
-labels arrive the data take over. Because selection of pairs for people depends only on x (past
-scores), the conditional model stays consistent under that selection; the random audit slice
-keeps every region of x represented.
+Each evidence set's model P(wrong | x) = sigmoid(b + w.x) is fitted by MAP with a Gaussian
+prior centred on documented prior weights (:data:`PRIOR_WEIGHTS`): with no human labels it *is*
+the prior, and as labels arrive the data take over. The sets are then averaged with weights
+proportional to their marginal likelihood (Laplace approximation), so a signal that does not
+predict this project's mistakes (a weak reward model, a judge verbosity effect of the other
+sign) loses its say, and one that does gains it, with no constant tuned to any dataset.
+Because selection of pairs for people depends only on x (past scores), the conditional models
+stay consistent under that selection (what a targeted answer says is still P(wrong | x)); the
+random audit slice keeps every region of x represented.
 """
 
 from __future__ import annotations
@@ -37,25 +43,43 @@ from rlthf_backend.core.curation.state import JudgeEvidence
 FEATURES = (
     "rm_disagree", "rm_spread", "longer_chosen",
     "swap", "swap_unknown", "judge_doubt", "prob_unknown", "tie", "parse_failed",
+    "panel", "panel_unknown",
 )
 
-#: Prior log-odds weights, chosen before looking at any data, from what each signal means:
-#: a self-contradicting, tie-calling or unreadable judge is about as likely wrong as right
-#: (+1 log-odds moves a 20% prior to ~40%); one SD of RM disagreement or judge doubt counts half
-#: of that, because both are noisy for weak RMs / uncalibrated judges; spread and the
-#: "unknown" indicators carry no direction a priori, nor does the length ratio (its sign depends
-#: on the data). No in-sample RM margin: for human-labelled pairs it would encode their own
-#: human label (the RM trains on it), leaking the answer into the hardness model.
+#: Which features each evidence set uses. The judge's own signals are in every set; the reward
+#: model's and the length ratio's enter only through the sets that name them, so they weigh in
+#: only as far as the project's answers favour those sets (:func:`fit_wrong_label_model`).
+EVIDENCE_SETS: dict[str, tuple[str, ...]] = {
+    "judge": ("swap", "swap_unknown", "judge_doubt", "prob_unknown", "tie", "parse_failed", "panel", "panel_unknown"),
+    "judge+rm": ("swap", "swap_unknown", "judge_doubt", "prob_unknown", "tie", "parse_failed", "panel",
+                 "panel_unknown", "rm_disagree", "rm_spread"),
+    "judge+length": ("swap", "swap_unknown", "judge_doubt", "prob_unknown", "tie", "parse_failed", "panel",
+                     "panel_unknown", "longer_chosen"),
+    "judge+rm+length": FEATURES,
+}
+
+#: Prior log-odds weights, chosen before looking at any data, from what each signal means.
+#: A judge that contradicts itself when the order is swapped, or a placeholder label where the
+#: judge gave no readable verdict, is a coin flip: +1.4 moves a 20% prior error rate to ~50%.
+#: A tie hands the label to a weaker source (another order, another judge): halfway, +0.7.
+#: Panel disagreement is the share of the other judges' verdicts against the label: all of them
+#: against counts as much as a self-contradiction. One SD of RM disagreement or judge doubt
+#: counts +0.5 a priori (the direction is known; how informative the project's RM and judge
+#: probabilities are is not, so the data decide). Spread, the length ratio and the "unknown"
+#: indicators carry no direction a priori. No in-sample RM margin: for human-labelled pairs it
+#: would encode their own human label (the RM trains on it), leaking the answer.
 PRIOR_WEIGHTS = {
     "rm_disagree": 0.5,
     "rm_spread": 0.0,
     "longer_chosen": 0.0,
-    "swap": 1.0,
+    "swap": 1.4,
     "swap_unknown": 0.0,
     "judge_doubt": 0.5,
     "prob_unknown": 0.0,
-    "tie": 1.0,
-    "parse_failed": 1.0,
+    "tie": 0.7,
+    "parse_failed": 1.4,
+    "panel": 1.4,
+    "panel_unknown": 0.0,
 }
 
 
@@ -100,6 +124,8 @@ def evidence_features(
         "prob_unknown": (~known).astype(float),
         "tie": evidence.tie.astype(float),
         "parse_failed": evidence.parse_failed.astype(float),
+        "panel": np.nan_to_num(np.asarray(evidence.panel_disagreement, float), nan=0.0),
+        "panel_unknown": np.isnan(np.asarray(evidence.panel_disagreement, float)).astype(float),
     }
     if n == 0:
         return np.zeros((0, len(FEATURES)))
@@ -111,22 +137,90 @@ def evidence_features(
 
 
 @dataclass(frozen=True)
-class WrongLabelModel:
-    """Fitted P(LLM label wrong | features): intercept and one weight per feature."""
+class EvidenceSetFit:
+    """One evidence set's MAP logistic model and its log marginal likelihood."""
 
+    name: str
     intercept: float
-    weights: np.ndarray
-    n_labels: int
+    weights: np.ndarray  # one per FEATURES entry; 0 for features outside the set
+    log_evidence: float
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return _sigmoid(self.intercept + x @ self.weights)
 
+
+@dataclass(frozen=True)
+class WrongLabelModel:
+    """P(LLM label wrong | features): the evidence sets' models averaged by posterior weight."""
+
+    fits: tuple[EvidenceSetFit, ...]
+    posterior: np.ndarray  # model probabilities, aligned with fits
+    n_labels: int
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, float).reshape(-1, len(FEATURES))
+        return sum(w * f.predict(x) for w, f in zip(self.posterior, self.fits))
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Posterior-averaged feature weights (a summary: prediction averages probabilities)."""
+        return sum(w * f.weights for w, f in zip(self.posterior, self.fits))
+
     def as_dict(self) -> dict:
-        return {"intercept": self.intercept, "weights": dict(zip(FEATURES, self.weights.tolist())), "n_labels": self.n_labels}
+        return {
+            "n_labels": self.n_labels,
+            "evidence_sets": {f.name: float(w) for f, w in zip(self.fits, self.posterior)},
+            "weights": dict(zip(FEATURES, self.weights.tolist())),
+            "per_set": {f.name: {"intercept": f.intercept, "weights": dict(zip(FEATURES, f.weights.tolist()))}
+                        for f in self.fits},
+        }
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+def _fit_set(name: str, x: np.ndarray, y: np.ndarray, prior: np.ndarray, prior_sd: float,
+             iterations: int) -> EvidenceSetFit:
+    """MAP fit of the features in ``EVIDENCE_SETS[name]`` (others held at 0) and its Laplace
+    log evidence: log p(y | b) + log N(b; prior, sd^2) + (d/2) log 2 pi - (1/2) log det H."""
+    cols = [0] + [1 + FEATURES.index(f) for f in EVIDENCE_SETS[name]]
+    design = np.column_stack([np.ones(len(x)), x])[:, cols]
+    mu = prior[cols]
+    precision = 1.0 / prior_sd**2
+
+    def penalised(b: np.ndarray) -> float:
+        z = design @ b
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * precision * np.sum((b - mu) ** 2))
+
+    beta = mu.copy()
+    current = penalised(beta)
+    for _ in range(iterations if len(y) else 0):
+        p = _sigmoid(design @ beta)
+        grad = design.T @ (p - y) + precision * (beta - mu)
+        hess = (design * (p * (1 - p))[:, None]).T @ design + precision * np.eye(len(beta))
+        step = np.linalg.solve(hess, grad)
+        # damped Newton: halve the step until the objective decreases (plain Newton can
+        # overshoot on near-separable data)
+        t = 1.0
+        while t > 1e-6:
+            candidate = beta - t * step
+            value = penalised(candidate)
+            if value <= current:
+                break
+            t /= 2
+        else:
+            break
+        beta, current = candidate, value
+        if np.max(np.abs(t * step)) < 1e-8:
+            break
+    p = _sigmoid(design @ beta)
+    hess = (design * (p * (1 - p))[:, None]).T @ design + precision * np.eye(len(beta))
+    # -current = log-likelihood + log prior up to the prior's normaliser (-d log sd - d/2 log 2pi)
+    log_evidence = -current - len(beta) * np.log(prior_sd) - 0.5 * np.linalg.slogdet(hess)[1]
+    weights = np.zeros(len(FEATURES))
+    weights[[c - 1 for c in cols[1:]]] = beta[1:]
+    return EvidenceSetFit(name, float(beta[0]), weights, float(log_evidence))
 
 
 def fit_wrong_label_model(
@@ -137,46 +231,22 @@ def fit_wrong_label_model(
     prior_sd: float = 1.0,
     iterations: int = 50,
 ) -> WrongLabelModel:
-    """MAP logistic regression of ``wrong`` (0/1) on ``x`` with a Gaussian prior.
+    """Bayesian model average over :data:`EVIDENCE_SETS` of MAP logistic regressions of
+    ``wrong`` (0/1) on ``x``.
 
-    Prior: intercept ~ N(logit(prior_error_rate), prior_sd^2), weight_j ~ N(prior_weights[j],
-    prior_sd^2). Damped Newton on the penalised log-likelihood (strictly concave, so it
-    converges from the prior mean). With no rows it returns the prior mean.
+    Prior per set: intercept ~ N(logit(prior_error_rate), prior_sd^2), weight_j ~
+    N(prior_weights[j], prior_sd^2) for the set's features; every set equally likely a priori.
+    Posterior set probabilities are proportional to the Laplace approximation of each set's
+    marginal likelihood. With no rows every set is its prior and they weigh the same.
     """
     pw = PRIOR_WEIGHTS if prior_weights is None else {**PRIOR_WEIGHTS, **prior_weights}
     prior = np.array([np.log(prior_error_rate / (1 - prior_error_rate))] + [pw[f] for f in FEATURES])
     x = np.asarray(x, float).reshape(-1, len(FEATURES))
     y = np.asarray(wrong, float)
-    design = np.column_stack([np.ones(len(x)), x])
-    precision = 1.0 / prior_sd**2
-
-    def objective(b: np.ndarray) -> float:
-        z = design @ b
-        # log(1 + e^z) - y z, computed stably
-        return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * precision * np.sum((b - prior) ** 2))
-
-    beta = prior.copy()
-    current = objective(beta)
-    for _ in range(iterations if len(y) else 0):
-        p = _sigmoid(design @ beta)
-        grad = design.T @ (p - y) + precision * (beta - prior)
-        hess = (design * (p * (1 - p))[:, None]).T @ design + precision * np.eye(len(beta))
-        step = np.linalg.solve(hess, grad)
-        # damped Newton: halve the step until the objective decreases (plain Newton can
-        # overshoot on near-separable data)
-        t = 1.0
-        while t > 1e-6:
-            candidate = beta - t * step
-            value = objective(candidate)
-            if value <= current:
-                break
-            t /= 2
-        else:
-            break
-        beta, current = candidate, value
-        if np.max(np.abs(t * step)) < 1e-8:
-            break
-    return WrongLabelModel(float(beta[0]), beta[1:].copy(), int(len(y)))
+    fits = tuple(_fit_set(name, x, y, prior, prior_sd, iterations) for name in EVIDENCE_SETS)
+    log_ev = np.array([f.log_evidence for f in fits])
+    post = np.exp(log_ev - log_ev.max()) if len(y) else np.ones(len(fits))
+    return WrongLabelModel(fits, post / post.sum(), int(len(y)))
 
 
 def out_of_fold_p_wrong(

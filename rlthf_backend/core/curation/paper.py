@@ -35,18 +35,17 @@ from rlthf_backend.core.curation.state import HUMAN_TIE, CurationState
 
 @dataclass(frozen=True)
 class PaperConfig:
-    """Knobs of the paper's strategy (defaults: the paper's values)."""
+    """Knobs of the paper's strategy (defaults: the paper's values; its batch is the round
+    policy's, 4% of the shard per round in the paper)."""
 
-    #: Human batch per round as a fraction of the pool (paper: 4% of the shard per round).
-    batch_fraction: float = 0.04
-    #: Weight of every human label in RM training, by round; the last value repeats.
-    alpha_schedule: tuple[float, ...] = (4, 4, 4, 2, 1)
-    #: Back-off of the keep region from the knee toward the elbow, by round; last value repeats.
-    beta_schedule: tuple[float, ...] = (0.6, 0.6, 0.6, 0.4, 0.2, 0.1)
-    #: Flip the current label of pairs at or beyond the reflection point.
-    flip_beyond_reflection: bool = True
-    #: How the curve points are found.
-    points: PointsConfig = field(default_factory=PointsConfig)
+    alpha_schedule: tuple[float, ...] = field(default=(4, 4, 4, 2, 1), metadata={"help": (
+        "Weight of every human label in reward-model training, by round; the last value repeats.")})
+    beta_schedule: tuple[float, ...] = field(default=(0.6, 0.6, 0.6, 0.4, 0.2, 0.1), metadata={"help": (
+        "Back-off of the keep region from the knee toward the elbow, by round; the last value repeats.")})
+    flip_beyond_reflection: bool = field(default=True, metadata={"help": (
+        "Flip the current label of pairs at or beyond the reflection point (no person asked).")})
+    points: PointsConfig = field(default_factory=PointsConfig, metadata={"help": (
+        "How the curve points are found (core/curation/points.py).")})
 
 
 def schedule_value(schedule: tuple[float, ...], round_index: int) -> float:
@@ -71,23 +70,25 @@ def paper_training_weights(state: CurationState, alpha: float) -> np.ndarray:
     return w
 
 
+def paper_round_weights(state: CurationState, config: PaperConfig) -> np.ndarray:
+    """The training weights of the round ``state`` is at (alpha from the schedule)."""
+    return paper_training_weights(state, schedule_value(config.alpha_schedule, state.round_index))
+
+
 def plan_paper_round(
     state: CurationState,
     rm_factory: RewardModelFactory,
     config: PaperConfig | None = None,
-    human_batch_size: int | None = None,
+    human_batch_size: int = 0,
     seed: int = 0,
 ) -> RoundPlan:
-    """One RLTHF round as in the paper (see the module docstring).
-
-    ``human_batch_size`` defaults to ``config.batch_fraction`` of the pool; 0 gives the final,
-    export-only round.
-    """
+    """One RLTHF round as in the paper (see the module docstring). ``human_batch_size`` 0 gives
+    an export-only round."""
     cfg = config or PaperConfig()
     r = state.round_index
     alpha = schedule_value(cfg.alpha_schedule, r)
     beta = schedule_value(cfg.beta_schedule, r)
-    weights = paper_training_weights(state, alpha)
+    weights = paper_round_weights(state, cfg)
     labels = state.working_a_preferred
     margins = in_sample_margins(rm_factory, state.pairs, labels, weights)
     delta = np.where(labels, margins, -margins)
@@ -106,8 +107,7 @@ def plan_paper_round(
     order = cand[descending_order(delta[cand], seed=seed * 1_000_003 + r)]
     pts = find_curve_points(delta[order], cfg.points)
     n_c = len(order)
-    b = int(round(cfg.batch_fraction * len(state))) if human_batch_size is None else int(human_batch_size)
-    b = max(0, min(b, pts.reflection))
+    b = max(0, min(int(human_batch_size), pts.reflection))
     batch_start = pts.reflection - b
     keep_end = int(round(pts.knee - beta * (pts.knee - pts.elbow)))
     keep_end = min(keep_end, batch_start)

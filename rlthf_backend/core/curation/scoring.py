@@ -18,7 +18,6 @@ from rlthf_backend.core.reward.factory import RewardModelFactory
 from rlthf_backend.core.types import Pair
 
 
-
 def _subset(pairs: Sequence[Pair], idx: np.ndarray) -> list[Pair]:
     return [pairs[int(i)] for i in idx]
 

@@ -9,7 +9,7 @@ tie" stay distinct.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +37,8 @@ class JudgeEvidence:
     ``prob``: the judge's probability for its own label; NaN where unknown.
     ``tie``: the judge called the pair a tie in at least one order.
     ``parse_failed``: at least one asked order gave no readable verdict.
+    ``panel_disagreement``: share of the other panel judges' a/b verdicts that contradict the
+    label (:meth:`Judgment.panel_disagreement`); NaN without a panel.
     """
 
     llm_a_preferred: np.ndarray
@@ -45,15 +47,23 @@ class JudgeEvidence:
     prob: np.ndarray
     tie: np.ndarray
     parse_failed: np.ndarray
+    panel_disagreement: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.llm_a_preferred)
-        for name in ("swap_known", "swap_disagrees", "prob", "tie", "parse_failed"):
+        if self.panel_disagreement is None:
+            object.__setattr__(self, "panel_disagreement", np.full(n, np.nan))
+        for name in ("swap_known", "swap_disagrees", "prob", "tie", "parse_failed", "panel_disagreement"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"JudgeEvidence.{name} has length {len(getattr(self, name))}, expected {n}")
 
     def __len__(self) -> int:
         return len(self.llm_a_preferred)
+
+    def take(self, idx: Sequence[int] | np.ndarray) -> "JudgeEvidence":
+        """The evidence of the pairs at ``idx``, in that order."""
+        idx = np.asarray(idx, dtype=int)
+        return JudgeEvidence(*(np.asarray(getattr(self, f.name))[idx] for f in fields(self)))
 
     @classmethod
     def from_arrays(
@@ -63,6 +73,7 @@ class JudgeEvidence:
         prob: Sequence[float] | np.ndarray | None = None,
         tie: Sequence[bool] | np.ndarray | None = None,
         parse_failed: Sequence[bool] | np.ndarray | None = None,
+        panel_disagreement: Sequence[float] | np.ndarray | None = None,
     ) -> "JudgeEvidence":
         """Build from plain arrays. ``llm_a_preferred_swapped`` is the swapped-order verdict
         (1.0 a, 0.0 b, NaN not asked / no verdict); omitted means not asked for any pair."""
@@ -81,6 +92,7 @@ class JudgeEvidence:
             prob=np.full(n, np.nan) if prob is None else np.asarray(prob, dtype=float),
             tie=np.zeros(n, bool) if tie is None else np.asarray(tie, dtype=bool),
             parse_failed=np.zeros(n, bool) if parse_failed is None else np.asarray(parse_failed, dtype=bool),
+            panel_disagreement=None if panel_disagreement is None else np.asarray(panel_disagreement, dtype=float),
         )
 
     @classmethod
@@ -98,6 +110,7 @@ class JudgeEvidence:
         prob = np.full(n, np.nan)
         tie = np.zeros(n, bool)
         failed = np.zeros(n, bool)
+        panel = np.full(n, np.nan)
         for i, j in enumerate(judgments):
             if j is None or not j.ok:
                 failed[i] = True
@@ -112,7 +125,10 @@ class JudgeEvidence:
             if j.verdict_ab in ("a", "b") and j.verdict_ba in ("a", "b"):
                 known[i] = True
                 disagrees[i] = j.verdict_ab != j.verdict_ba
-        return cls(a, known, disagrees, prob, tie, failed)
+            share = j.panel_disagreement()
+            if share is not None:
+                panel[i] = share
+        return cls(a, known, disagrees, prob, tie, failed, panel)
 
 
 @dataclass(frozen=True)

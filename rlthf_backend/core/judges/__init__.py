@@ -10,11 +10,17 @@ __all__ = ["Judge", "CachedJudge", "JudgmentCache", "make_judge"]
 
 
 def make_judge(settings: Settings, *, cache: bool = True) -> Judge:
-    """The judge selected by ``settings.judge``, behind the judgment cache when it is worth one.
+    """The judge selected by ``settings.judge`` (or the panel of ``settings.judges``), behind the
+    judgment cache when it is worth one (each panel member behind its own).
 
     Nothing heavy happens here: the transformers judge loads its model on first use. Raises
     ValueError for an unknown kind or an unusable prompt template.
     """
+    if settings.judges:
+        from rlthf_backend.core.judges.panel import JudgePanel
+
+        members = [make_judge(member, cache=cache) for member in panel_member_settings(settings)]
+        return members[0] if len(members) == 1 else JudgePanel(members, settings.judge_panel_label)
     judge: Judge
     if settings.judge == "openai":
         from rlthf_backend.core.judges.openai_judge import OpenAIJudge
@@ -34,3 +40,27 @@ def make_judge(settings: Settings, *, cache: bool = True) -> Judge:
     if cache and judge.cacheable:
         judge = CachedJudge(judge, JudgmentCache(settings.judgment_cache_path))
     return judge
+
+
+def panel_member_settings(settings: Settings) -> list[Settings]:
+    """One settings object per ``settings.judges`` entry (``KIND[:MODEL]``): the kind, and the
+    model for that kind (``openai_model`` or ``transformers_model``); everything else shared."""
+    members = []
+    for entry in (e.strip() for e in (settings.judges or "").split(",")):
+        if not entry:
+            continue
+        kind, _, model = entry.partition(":")
+        if kind not in ("openai", "transformers", "precomputed"):
+            raise ValueError(f"RLTHF_JUDGES entry {entry!r}: unknown judge kind {kind!r}; "
+                             "use openai[:MODEL], transformers[:MODEL] or precomputed")
+        update: dict = {"judge": kind, "judges": None}
+        if model and kind == "openai":
+            update["openai_model"] = model
+        elif model and kind == "transformers":
+            update["transformers_model"] = model
+        elif model:
+            raise ValueError(f"RLTHF_JUDGES entry {entry!r}: the precomputed judge takes no model")
+        members.append(settings.model_copy(update=update))
+    if not members:
+        raise ValueError("RLTHF_JUDGES names no judge")
+    return members

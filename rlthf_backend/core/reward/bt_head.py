@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-HEAD_KINDS = ("linear", "mlp")
+from rlthf_backend.core.reward.embedding_config import HEAD_KINDS
 
 
 @dataclass(frozen=True)

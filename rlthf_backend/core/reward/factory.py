@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,21 +14,33 @@ from rlthf_backend.core.types import Pair
 RewardModelFactory = Callable[[], RewardModel]
 
 
-def reward_model_factory(kind: str, overrides: dict[str, Any]) -> RewardModelFactory:
+@dataclass(frozen=True)
+class RewardModelSpec:
+    """Which reward model a deployment fits: its kind (``embedding`` or ``trl``) and the fields of
+    that kind's config (``EmbeddingRewardConfig`` / ``TrlRewardConfig``) that differ from their
+    defaults. ``Settings.reward_model_spec()`` builds it."""
+
+    kind: str = "embedding"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def reward_model_factory(kind: str, overrides: dict[str, Any], shared: dict[str, Any] | None = None) -> RewardModelFactory:
     """A factory of fresh, unfitted reward models of ``kind``.
 
     Embedding models made by one factory share one encoder, and so its in-memory and disk caches:
-    only the first fit of a process pays for loading the encoder.
+    only the first fit of a process pays for loading the encoder. Pass the same ``shared`` dict
+    to several factories to share it between them too.
     """
     from rlthf_backend.core.reward import make_reward_model
 
-    shared: dict[str, Any] = {}
+    shared = {} if shared is None else shared
 
     def factory() -> RewardModel:
         if kind == "embedding":
-            from rlthf_backend.core.reward.embedding import EmbeddingRewardModel
+            from rlthf_backend.core.reward.embedding import EmbeddingRewardConfig, EmbeddingRewardModel
 
-            rm = EmbeddingRewardModel(encoder=shared.get("encoder"), **overrides)
+            # the config's `encoder` field is the encoder's name; the `encoder` argument shares a loaded one
+            rm = EmbeddingRewardModel(EmbeddingRewardConfig.from_dict(overrides), encoder=shared.get("encoder"))
             shared.setdefault("encoder", rm.encoder)
             return rm
         return make_reward_model(kind, **overrides)
@@ -41,6 +54,7 @@ def with_fixed_weight_decay(
     pairs: Sequence[Pair],
     a_preferred: np.ndarray,
     weights: np.ndarray | None = None,
+    shared: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``options`` with the embedding RM's L2 coefficient chosen once and then held fixed.
 
@@ -51,9 +65,34 @@ def with_fixed_weight_decay(
     """
     if kind != "embedding" or not options.get("tune_weight_decay", True) or len(pairs) < 2:
         return dict(options)
-    probe = reward_model_factory(kind, {**options, "n_ensemble": 1})()
+    probe = reward_model_factory(kind, {**options, "n_ensemble": 1}, shared=shared)()
     report = probe.fit(pairs, np.asarray(a_preferred, bool), weights)
     chosen = report.details.get("weight_decay")
     if chosen is None:
         return dict(options)
     return {**options, "tune_weight_decay": False, "weight_decay": float(chosen)}
+
+
+def round_factory(
+    spec: RewardModelSpec,
+    pairs: Sequence[Pair],
+    a_preferred: np.ndarray,
+    weights: np.ndarray,
+    shared: dict[str, Any] | None = None,
+) -> RewardModelFactory:
+    """Reward models of ``spec`` for one curation round: the embedding RM's L2 coefficient is
+    chosen once on the round's labels (positive ``weights``) and held for every fit of the round.
+    The choice is made on the first call, so a round that fits nothing pays nothing."""
+    shared = {} if shared is None else shared
+    made: list[RewardModelFactory] = []
+
+    def factory() -> RewardModel:
+        if not made:
+            train = np.flatnonzero(np.asarray(weights) > 0)
+            options = with_fixed_weight_decay(spec.kind, spec.options, [pairs[i] for i in train],
+                                              np.asarray(a_preferred, bool)[train],
+                                              np.asarray(weights, float)[train], shared=shared)
+            made.append(reward_model_factory(spec.kind, options, shared=shared))
+        return made[0]()
+
+    return factory

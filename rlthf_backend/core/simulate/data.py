@@ -32,14 +32,15 @@ import fnmatch
 import gzip
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rlthf_backend.core.curation.state import JudgeEvidence
-from rlthf_backend.core.types import Pair
+from rlthf_backend.core.judges.panel import LabelRule, combine_panel
+from rlthf_backend.core.types import JudgeStatus, Judgment, MemberVerdict, Pair
 
 #: Judge keys in order of preference (strongest first); shell-style patterns.
 JUDGE_PREFERENCE: tuple[str, ...] = (
@@ -91,11 +92,7 @@ class LabelledPool:
 
     def subset(self, idx: np.ndarray) -> "LabelledPool":
         idx = np.asarray(idx, dtype=int)
-        ev = None
-        if self.evidence is not None:
-            e = self.evidence
-            ev = JudgeEvidence(e.llm_a_preferred[idx], e.swap_known[idx], e.swap_disagrees[idx], e.prob[idx],
-                               e.tie[idx], e.parse_failed[idx])
+        ev = None if self.evidence is None else self.evidence.take(idx)
         return LabelledPool([self.pairs[i] for i in idx], self.human_a_preferred[idx], ev, self.format,
                             dict(self.judge_counts), [self.groups[i] for i in idx] if self.groups else [],
                             self.dropped_ties, self.skipped_without_judge)
@@ -138,14 +135,18 @@ def split_transcript(text: str) -> tuple[str, str]:
     return text[:cut], text[cut:].strip()
 
 
-def pick_judge(llm_labels: dict, judge_key: str | None) -> tuple[str | None, dict, bool]:
+def pick_judge(llm_labels: dict, pattern: str | None) -> tuple[str | None, dict, bool]:
     """The judge that supplies a judged pair's LLM label (see module docs).
 
-    Returns ``(key, verdicts, stronger_tie)``. With ``judge_key`` only that key is used.
-    Otherwise: the first preference pattern with a judge that gave a or b in some order;
-    ``stronger_tie`` is True when a preferred judge skipped on the way called it a tie."""
-    if judge_key is not None:
-        return (judge_key, llm_labels[judge_key] or {}, False) if judge_key in llm_labels else (None, {}, False)
+    Returns ``(key, verdicts, stronger_tie)``. With ``pattern`` (a key or a shell-style
+    pattern) only matching keys are used: the first (sorted) with an a or b verdict, else the
+    first at all. Otherwise: the first preference pattern with a judge that gave a or b in some
+    order; ``stronger_tie`` is True when a preferred judge skipped on the way called it a tie."""
+    if pattern is not None:
+        keys = sorted(k for k in llm_labels if fnmatch.fnmatchcase(k, pattern))
+        decisive = [k for k in keys if {(llm_labels[k] or {}).get(o) for o in ("ab", "ba")} & {"a", "b"}]
+        key = (decisive or keys or [None])[0]
+        return (key, llm_labels[key] or {}, False) if key is not None else (None, {}, False)
     stronger_tie = False
     seen: set[str] = set()
     for pattern in JUDGE_PREFERENCE:
@@ -159,11 +160,20 @@ def pick_judge(llm_labels: dict, judge_key: str | None) -> tuple[str | None, dic
     return None, {}, stronger_tie
 
 
-def load_pool(path: Path | str, judge_key: str | None = None, limit: int | None = None, seed: int = 0) -> LabelledPool:
+def load_pool(
+    path: Path | str,
+    judges: Sequence[str] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    label_rule: LabelRule = "primary",
+) -> LabelledPool:
     """Read a labelled dataset (format detected from the first record; see the module docs).
 
-    ``limit`` keeps the first N usable pairs (after dropping human ties). With ``judge_key``,
-    judged pairs that judge never saw are left out (``skipped_without_judge``). ``seed`` fixes the
+    ``limit`` keeps the first N usable pairs (after dropping human ties). ``judges`` names the
+    judges of judged pairs (keys or shell-style patterns, :func:`pick_judge`): the first is the
+    primary, and judged pairs it never saw are left out (``skipped_without_judge``); two or more
+    make a panel whose label follows ``label_rule`` and whose disagreement is evidence, as a
+    deployed :class:`~rlthf_backend.core.judges.panel.JudgePanel` gives it. ``seed`` fixes the
     placeholder labels of pairs without any LLM preference.
     """
     records = iter_jsonl(Path(path))
@@ -179,7 +189,8 @@ def load_pool(path: Path | str, judge_key: str | None = None, limit: int | None 
     prob: list[float] = []
     tie: list[bool] = []
     failed: list[bool] = []
-    judges: Counter[str] = Counter()
+    panel: list[float] = []
+    judge_counts: Counter[str] = Counter()
     ties = 0
     skipped = 0
 
@@ -200,7 +211,8 @@ def load_pool(path: Path | str, judge_key: str | None = None, limit: int | None 
         if label not in ("a", "b"):
             ties += 1
             continue
-        if fmt == "judged" and judge_key is not None and judge_key not in (rec.get("llm_labels") or {}):
+        llm_labels = rec.get("llm_labels") or {}
+        if fmt == "judged" and judges and pick_judge(llm_labels, judges[0])[0] is None:
             # a named judge defines the pool: pairs it never saw are not part of the replay
             skipped += 1
             continue
@@ -209,11 +221,15 @@ def load_pool(path: Path | str, judge_key: str | None = None, limit: int | None 
         human.append(label == "a")
         groups.append(str(rec.get("subset") or rec.get("source") or ""))
         if fmt == "judged":
-            key, v, stronger_tie = pick_judge(rec.get("llm_labels") or {}, judge_key)
-            judges[key or "(none)"] += 1
+            key, v, stronger_tie = pick_judge(llm_labels, judges[0] if judges else None)
+            judge_counts[key or "(none)"] += 1
             ab, ba = v.get("ab"), v.get("ba")
             first_ab = ab if ab in ("a", "b") else ba
             other = ba if first_ab == ab else ab
+            share = None
+            if judges and len(judges) > 1:
+                first_ab, other, share = _panel_view(llm_labels, judges, key, ab, ba, first_ab, other, label_rule)
+            panel.append(np.nan if share is None else share)
             llm.append(code(first_ab))
             swapped.append(code(other) if first_ab in ("a", "b") else np.nan)
             tie.append(stronger_tie or "tie" in (ab, ba))
@@ -222,7 +238,7 @@ def load_pool(path: Path | str, judge_key: str | None = None, limit: int | None 
             prob.append(np.nan)
         else:
             ll = rec.get("llm_label")
-            judges["llm_label"] += 1
+            judge_counts["llm_label"] += 1
             llm.append(code(ll))
             sw = rec.get("llm_label_swapped")
             swapped.append(code(sw) if ll in ("a", "b") else np.nan)
@@ -230,6 +246,7 @@ def load_pool(path: Path | str, judge_key: str | None = None, limit: int | None 
             failed.append(ll not in ("a", "b", "tie") or ("llm_label_swapped" in rec and sw is None))
             p = rec.get("llm_prob")
             prob.append(float(p) if p is not None and ll in ("a", "b") else np.nan)
+            panel.append(np.nan)
 
     human_arr = np.asarray(human, dtype=bool)
     if fmt == "chosen_rejected":
@@ -240,8 +257,28 @@ def load_pool(path: Path | str, judge_key: str | None = None, limit: int | None 
     a = np.where(missing, placeholder, llm_arr == 1.0)
     tie_arr = np.asarray(tie, bool)
     failed_arr = np.asarray(failed, bool) | (missing & ~tie_arr)
-    ev = JudgeEvidence.from_arrays(a, np.asarray(swapped, float), np.asarray(prob, float), tie_arr, failed_arr)
-    return LabelledPool(pairs, human_arr, ev, fmt, dict(judges), groups, ties, skipped)
+    ev = JudgeEvidence.from_arrays(a, np.asarray(swapped, float), np.asarray(prob, float), tie_arr, failed_arr,
+                                   np.asarray(panel, float))
+    return LabelledPool(pairs, human_arr, ev, fmt, dict(judge_counts), groups, ties, skipped)
+
+
+def _panel_view(llm_labels: dict, judges: Sequence[str], key: str | None, ab, ba, first_ab, other,
+                label_rule: LabelRule) -> tuple[object, object, float | None]:
+    """The primary's (label, other-order verdict) after the panel's label rule, and the panel's
+    disagreement with that label: what a deployed judge panel would report for this pair."""
+    members = [MemberVerdict(key or "(none)", ab, ba)]
+    for pattern in judges[1:]:
+        k, v, _ = pick_judge(llm_labels, pattern)
+        if k is not None and k != key:
+            members.append(MemberVerdict(k, v.get("ab"), v.get("ba")))
+    label = first_ab if first_ab in ("a", "b", "tie") else None
+    primary = Judgment(label=label, prob=None, status=JudgeStatus.OK, model=key or "(none)", verdict_ab=ab,
+                       verdict_ba=ba)
+    combined = combine_panel(primary, members, label_rule)
+    if combined.label != label and combined.label in ("a", "b"):
+        # the majority overrode the primary: its label is the majority's, its own verdicts the evidence
+        return combined.label, other, combined.panel_disagreement()
+    return first_ab, other, combined.panel_disagreement()
 
 
 def _text(value: object) -> str:

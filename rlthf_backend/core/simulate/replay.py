@@ -1,17 +1,23 @@
 """Round-by-round replay of curation with people simulated by the known human labels.
 
+The replay runs the deployment's loop (:mod:`rlthf_backend.core.curation.engine`): the same
+engine configuration, round policy and reward model, rounds planned by
+:func:`~rlthf_backend.core.curation.engine.plan_next_round`; people answer each round's whole
+batch, which is the "human batch done" trigger that starts the next round.
+
 Protocol (identical for every strategy, so differences come from the strategy alone):
 
 - Per seed, a fixed random ``heldout_fraction`` of the pairs is set aside (never curated,
   never shown to people); the rest is the *pool*. Seeds and splits are shared by all strategies.
-- For a budget of B% of the pool, rounds run until round(B/100 * pool) human labels are used:
-  each round the strategy plans with a batch of min(its default batch, budget left); the batch
-  is answered from the human labels; a final round with batch 0 gives the curated export.
+- For a budget of B% of the pool, rounds run until round(B/100 * pool) human labels are used
+  (the last batch cut to what is left); then the round the last answers trigger is planned, as
+  a deployment would, and its plan is the export (its new batch not yet answered).
 - Metrics of the export (``ReplayOutcome``):
-  ``curated_accuracy``: share of *exported* pairs whose label matches the human label (pairs a
-  strategy drops are not counted; ``kept_fraction`` says how many stay);
-  ``all_pairs_accuracy``: the same over the whole pool with every dropped pair counted with its
-  LLM label (what dropping would have scored had it kept the pairs instead);
+  ``all_pairs_accuracy`` (the headline): share of the *whole pool* whose label matches the human
+  label, every pair a strategy left out counted with its LLM label: leaving a pair out fixes
+  nothing, so it cannot score;
+  ``kept_precision``: the same share over the exported pairs only, with ``kept_fraction``
+  saying how many those are;
   ``flipped`` / ``flip_precision``: exported pairs whose label differs from the LLM label
   without a person, and the share of those that match the human label;
   ``heldout_rm_accuracy``: a fresh RM trained on the export (every label weight 1) scored on the
@@ -20,15 +26,16 @@ Protocol (identical for every strategy, so differences come from the strategy al
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from rlthf_backend.core.curation import STRATEGIES, OracleConfig, plan_round
+from rlthf_backend.core.curation.engine import EngineConfig, plan_next_round
 from rlthf_backend.core.curation.plan import RoundPlan
 from rlthf_backend.core.curation.scoring import RewardModelFactory, fit_reward_model
 from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, CurationState
+from rlthf_backend.core.reward.factory import RewardModelSpec
 from rlthf_backend.core.simulate.data import LabelledPool
 
 
@@ -42,8 +49,8 @@ class ReplayOutcome:
     pool_size: int
     human_labels: int
     rounds: int
-    curated_accuracy: float
     all_pairs_accuracy: float
+    kept_precision: float
     kept_fraction: float
     flipped: int
     flip_precision: float
@@ -60,42 +67,32 @@ def split_pool(n: int, heldout_fraction: float, seed: int) -> tuple[np.ndarray, 
     return np.sort(perm[n_held:]), np.sort(perm[:n_held])
 
 
-def default_batch_size(strategy: str, config: Any, pool_size: int) -> int:
-    """Pairs per round for ``strategy`` (its config's ``batch_fraction`` of the pool), >= 1."""
-    if config is None:
-        config = STRATEGIES[strategy][1]() if strategy != "oracle" else OracleConfig()
-    return max(1, int(round(getattr(config, "batch_fraction", 0.04) * pool_size)))
-
-
 def run_rounds(
-    strategy: str,
+    engine: EngineConfig,
+    rm: RewardModelSpec,
     pool: LabelledPool,
-    rm_factory: RewardModelFactory | None,
     budget_pairs: int,
-    seed: int,
-    config: Any = None,
+    shared: dict[str, Any] | None = None,
 ) -> tuple[CurationState, RoundPlan, int]:
-    """Replay rounds until ``budget_pairs`` human labels are used (or the strategy asks for
-    nobody), then the final export round. Returns (final state, export plan, rounds run)."""
+    """Replay the deployment's rounds until ``budget_pairs`` human labels are used, then plan the
+    round those answers trigger. Returns (final state, that round's plan = the export, rounds
+    answered)."""
     if pool.evidence is None:
         raise ValueError("curation needs LLM labels; this dataset has human labels only")
-    if strategy == "oracle":
-        config = OracleConfig(truth_a_preferred=pool.human_a_preferred)
     state = CurationState.initial(pool.pairs, pool.evidence)
-    per_round = default_batch_size(strategy, config, len(pool))
+    truth = pool.human_a_preferred
     used = rounds = 0
-    while used < budget_pairs and strategy != "llm_only":
-        b = min(per_round, budget_pairs - used)
-        plan = plan_round(strategy, state, rm_factory, human_batch_size=b, config=config, seed=seed)
+    while used < budget_pairs:
+        batch_size = min(engine.rounds.batch_size(len(pool)), budget_pairs - used)
+        plan, _ = plan_next_round(engine, rm, state, truth=truth, batch_size=batch_size, shared=shared)
         batch = plan.human_batch
-        rounds += 1
-        if len(batch) == 0:
-            state = state.after_plan(plan)
+        if len(batch) == 0:  # the strategy asks nobody (llm_only, or every pair answered)
             break
-        answers = np.where(pool.human_a_preferred[batch], HUMAN_A, HUMAN_B)
+        rounds += 1
+        answers = np.where(truth[batch], HUMAN_A, HUMAN_B)
         state = state.after_plan(plan).with_human_labels(batch, answers, audited=plan.audit[batch])
         used += len(batch)
-    final = plan_round(strategy, state, rm_factory, human_batch_size=0, config=config, seed=seed)
+    final, _ = plan_next_round(engine, rm, state, truth=truth, shared=shared)
     return state, final, rounds
 
 
@@ -109,8 +106,8 @@ def export_metrics(pool: LabelledPool, state: CurationState, final: RoundPlan) -
     flipped = export & (labels != llm) & ~state.labelled
     all_labels = np.where(export, labels, llm)
     return {
-        "curated_accuracy": float(correct[export].mean()) if export.any() else float("nan"),
         "all_pairs_accuracy": float((all_labels == truth).mean()),
+        "kept_precision": float(correct[export].mean()) if export.any() else float("nan"),
         "kept_fraction": float(export.mean()),
         "flipped": int(flipped.sum()),
         "flip_precision": float(correct[flipped].mean()) if flipped.any() else float("nan"),
@@ -135,21 +132,20 @@ def heldout_rm_accuracy(
 
 
 def replay(
-    strategy: str,
+    engine: EngineConfig,
+    rm: RewardModelSpec,
     pool: LabelledPool,
     heldout: LabelledPool,
-    curation_rm: RewardModelFactory | None,
     eval_rm: RewardModelFactory | None,
     budget_percent: float,
     seed: int,
-    config: Any = None,
+    shared: dict[str, Any] | None = None,
 ) -> ReplayOutcome:
-    """One strategy at one budget on one seed's pool (see the module docs). ``curation_rm``
-    is what the strategy fits each round; ``eval_rm`` (None: skip) scores the export on
-    ``heldout``."""
+    """``engine``'s strategy at one budget on one seed's pool (see the module docs), the engine's
+    seed set to ``seed``. ``eval_rm`` (None: skip) scores the export on ``heldout``."""
+    engine = replace(engine, seed=seed)
     budget_pairs = int(round(budget_percent / 100 * len(pool)))
-    needs_rm = strategy in ("paper", "fused")
-    state, final, rounds = run_rounds(strategy, pool, curation_rm if needs_rm else None, budget_pairs, seed, config)
+    state, final, rounds = run_rounds(engine, rm, pool, budget_pairs, shared=shared)
     m = export_metrics(pool, state, final)
     acc = float("nan")
     if eval_rm is not None:
@@ -158,7 +154,7 @@ def replay(
                  if k in ("expected_wrong_in_export_model", "expected_wrong_in_export_audit",
                           "audited_error_rate", "expected_yield_next_batch", "flip_confirmed")}
     return ReplayOutcome(
-        strategy=strategy, budget_percent=budget_percent, seed=seed, pool_size=len(pool),
+        strategy=engine.strategy, budget_percent=budget_percent, seed=seed, pool_size=len(pool),
         human_labels=int(state.labelled.sum()), rounds=rounds, heldout_rm_accuracy=acc,
         stop_signal=bool(final.stop), estimates=estimates, **m,
     )

@@ -1,22 +1,22 @@
 """``rlthf-backend simulate``: replay strategies x budgets x seeds, write results and a plot.
 
-Outputs under ``out_dir``: ``results.json`` (aggregates per strategy and budget, plus every
-single replay), ``curated_accuracy.png`` (curated-label accuracy against % of the pool sent to
-people) and the table printed on stdout.
+Every replay runs the deployment's configuration (an :class:`EngineConfig` and a
+:class:`RewardModelSpec`, both built from the same settings the backend reads) with only the
+strategy swapped for the comparisons. Outputs under ``out_dir``: ``results.json`` (the effective
+configuration, aggregates per strategy and budget, every single replay), ``all_pairs_accuracy.png``
+(accuracy over every pool pair against % of the pool sent to people) and the table printed on
+stdout.
 
-Reward models: ``curation_rm`` (what strategies fit every round, cross-fitting included) and
-``eval_rm`` (what scores the export on the held-out pairs) are both the ``--reward-model`` kind;
-the curation one defaults to a single head and 30 L-BFGS steps because a replay fits it hundreds
-of times (the head converges well before 30 steps on ~1,000 pairs), the evaluation one to a
-5-head bootstrap ensemble. Embeddings are computed once (disk cache) and shared by every fit.
-
-The embedding RM's L2 coefficient is chosen once per seed (one cross-validated fit on the
-pool's LLM labels) and held fixed for every fit of that seed (:func:`seed_rm_options`).
+The headline metric is ``all_pairs_accuracy``: every pool pair counts, a pair left out of the
+export with its LLM label, so a strategy cannot score by dropping pairs. Beside it: kept-set
+precision and kept fraction, flips and their precision, and the held-out accuracy of a reward
+model trained on the export (the evaluation RM: a 5-head ensemble whose L2 coefficient is chosen
+once per seed on the pool's LLM labels, the same for every strategy: a measuring instrument,
+not part of the engine).
 
 A dataset without LLM labels (e.g. HH-RLHF chosen/rejected) cannot be curated; for it the
-command reports the RM capacity ceiling instead: the evaluation RM (L2 tuned per fit, the
-product default) trained on the pool's human labels, accuracy on the held-out pairs, per seed.
-The curation-mode ceiling uses the same per-fit tuning.
+command reports the RM capacity ceiling instead: the evaluation RM trained on the pool's human
+labels, accuracy on the held-out pairs, per seed.
 """
 
 from __future__ import annotations
@@ -31,17 +31,37 @@ from typing import Any
 
 import numpy as np
 
-from rlthf_backend.core.curation import DEFAULT_STRATEGY, STRATEGIES
-from rlthf_backend.core.reward.factory import RewardModelFactory, reward_model_factory, with_fixed_weight_decay
+from rlthf_backend.core.curation import STRATEGIES, EngineConfig
+from rlthf_backend.core.reward.factory import (
+    RewardModelFactory,
+    RewardModelSpec,
+    reward_model_factory,
+    with_fixed_weight_decay,
+)
 from rlthf_backend.core.simulate.data import LabelledPool, load_pool
 from rlthf_backend.core.simulate.replay import ReplayOutcome, heldout_rm_accuracy, replay, split_pool
 
-BASELINES = ("llm_only", "random", "oracle")
-#: Strategies run when none is named: the baselines, the paper's method, the default.
-ALL_STRATEGIES = ("llm_only", "random", "oracle", "paper", "fused")
-CURATION_RM_DEFAULTS = {"n_ensemble": 1, "epochs": 30}
-EVAL_RM_DEFAULTS = {"n_ensemble": 5, "epochs": 30}
+#: Reference strategies that always run beside the configured one.
+BASELINES = ("llm_only", "random", "oracle", "paper", "swap_first")
+EVAL_RM_OPTIONS = {"n_ensemble": 5, "epochs": 30}
 HELDOUT_FRACTION = 0.2
+#: How close (points of all-pairs accuracy) the default may come to a baseline and still "match" it.
+TOLERANCE_POINTS = 0.5
+METRICS = ("all_pairs_accuracy", "kept_precision", "kept_fraction", "flipped", "flip_precision",
+           "heldout_rm_accuracy", "human_labels", "rounds", "wrong_in_export")
+
+DEFINITIONS = {
+    "all_pairs_accuracy": "share of the whole pool whose final label equals the human label; pairs left out of the "
+                          "export count with their LLM label (the headline: dropping cannot score)",
+    "kept_precision": "share of exported pairs whose label equals the human label (see kept_fraction)",
+    "kept_fraction": "share of the pool in the curated export",
+    "flipped": "exported pairs labelled against the LLM without a person (mean over seeds)",
+    "flip_precision": "share of flipped pairs whose label equals the human label",
+    "heldout_rm_accuracy": f"a fresh RM trained on the export, accuracy vs human labels on a fixed "
+                           f"{HELDOUT_FRACTION:.0%} of pairs held out of the pool per seed",
+    "budget_percent": "human labels as % of the pool (rounds of the round policy's batch, the last cut at the "
+                      "budget; the export is the plan of the round the last answers trigger)",
+}
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -52,30 +72,15 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def aggregate(outcomes: Sequence[ReplayOutcome]) -> dict[str, dict[str, dict[str, Any]]]:
-    """results[strategy][budget] = mean/std over seeds of every metric."""
+    """results[strategy][budget] = mean (and sd) over seeds of every metric."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    keys = sorted({(o.strategy, o.budget_percent) for o in outcomes})
-    for strategy, budget in keys:
+    for strategy, budget in sorted({(o.strategy, o.budget_percent) for o in outcomes}):
         rows = [o for o in outcomes if o.strategy == strategy and o.budget_percent == budget]
-        acc_m, acc_s = _mean_std([o.curated_accuracy for o in rows])
-        all_m, _ = _mean_std([o.all_pairs_accuracy for o in rows])
-        rm_m, rm_s = _mean_std([o.heldout_rm_accuracy for o in rows])
-        fp_m, _ = _mean_std([o.flip_precision for o in rows])
-        out.setdefault(strategy, {})[_budget_key(budget)] = {
-            "budget_percent": budget,
-            "seeds": len(rows),
-            "curated_accuracy_mean": acc_m,
-            "curated_accuracy_std": acc_s,
-            "all_pairs_accuracy_mean": all_m,
-            "kept_fraction": _mean_std([o.kept_fraction for o in rows])[0],
-            "flipped": _mean_std([o.flipped for o in rows])[0],
-            "flip_precision": fp_m,
-            "heldout_rm_accuracy_mean": rm_m,
-            "heldout_rm_accuracy_std": rm_s,
-            "human_labels": _mean_std([o.human_labels for o in rows])[0],
-            "rounds": _mean_std([o.rounds for o in rows])[0],
-            "wrong_in_export": _mean_std([o.wrong_in_export for o in rows])[0],
-        }
+        cell: dict[str, Any] = {"budget_percent": budget, "seeds": len(rows)}
+        for metric in METRICS:
+            mean, sd = _mean_std([getattr(o, metric) for o in rows])
+            cell[f"{metric}_mean"], cell[f"{metric}_std"] = mean, sd
+        out.setdefault(strategy, {})[_budget_key(budget)] = cell
     return out
 
 
@@ -83,43 +88,52 @@ def _budget_key(b: float) -> str:
     return f"{b:g}"
 
 
-def targets(results: dict, default: str, at_budget: float = 10.0) -> dict[str, Any]:
-    """The issue's targets for the default strategy, computed from ``results``."""
+def targets(results: dict, default: str, budgets: Sequence[float], at_budget: float = 10.0) -> dict[str, Any]:
+    """The engine's targets on all-pairs accuracy: at every budget at least ``random`` and
+    ``swap_first`` (within :data:`TOLERANCE_POINTS`) and never below ``llm_only``; at
+    ``at_budget``, a gain of at least 2.5x random's (the share of the oracle's gain is reported)."""
+    needed = ("llm_only", "random", "swap_first", "oracle", default)
+    if any(s not in results for s in needed):
+        return {"evaluated": False, "reason": f"needs {', '.join(needed)}"}
+    acc = {s: {b: 100 * results[s][_budget_key(b)]["all_pairs_accuracy_mean"] for b in budgets} for s in needed}
+    base = {b: acc["llm_only"][b] for b in budgets}
+    per_budget = {}
+    for b in budgets:
+        per_budget[_budget_key(b)] = {
+            "gain_points": {s: acc[s][b] - base[b] for s in needed},
+            "vs_random": acc[default][b] - acc["random"][b],
+            "vs_swap_first": acc[default][b] - acc["swap_first"][b],
+            "ok": bool(acc[default][b] >= acc["random"][b] - TOLERANCE_POINTS
+                       and acc[default][b] >= acc["swap_first"][b] - TOLERANCE_POINTS
+                       and acc[default][b] >= base[b]),
+        }
+    doc: dict[str, Any] = {"evaluated": True, "per_budget": per_budget, "tolerance_points": TOLERANCE_POINTS,
+                           "never_beaten": all(v["ok"] for v in per_budget.values())}
     key = _budget_key(at_budget)
-    try:
-        base = next(iter(results["llm_only"].values()))["curated_accuracy_mean"]
-        gain = {s: results[s][key]["curated_accuracy_mean"] - base for s in ("random", "oracle", default)}
-    except KeyError:
-        return {"evaluated": False, "reason": f"needs llm_only, random, oracle and {default} at {at_budget:g}%"}
-    never_below = all(r["curated_accuracy_mean"] >= base for r in results[default].values())
-    return {
-        "evaluated": True,
-        "budget_percent": at_budget,
-        "gain_points": {s: 100 * g for s, g in gain.items()},
-        "gain_vs_random_ratio": gain[default] / gain["random"] if gain["random"] > 0 else float("inf"),
-        "share_of_oracle_gain": gain[default] / gain["oracle"] if gain["oracle"] > 0 else float("nan"),
-        "never_below_llm_only": never_below,
-        "met": bool(gain["random"] > 0 and gain[default] >= 2.5 * gain["random"]
-                    and gain[default] >= 0.6 * gain["oracle"] and never_below),
-    }
+    if key in per_budget:
+        g = per_budget[key]["gain_points"]
+        doc["at_budget"] = at_budget
+        doc["gain_vs_random_ratio"] = g[default] / g["random"] if g["random"] > 0 else float("inf")
+        doc["share_of_oracle_gain"] = g[default] / g["oracle"] if g["oracle"] > 0 else float("nan")
+        doc["met"] = bool(doc["never_beaten"] and doc["gain_vs_random_ratio"] >= 2.5)
+    else:
+        doc["met"] = doc["never_beaten"]
+    return doc
 
 
 def format_table(results: dict, strategies: Sequence[str], budgets: Sequence[float]) -> str:
-    """Curated accuracy (mean +- sd, %) with kept %, per strategy and budget; a second block
-    with held-out RM accuracy and flips."""
-    lines = []
-    head = f"{'strategy':<10}" + "".join(f"{_budget_key(b) + '%':>19}" for b in budgets)
-    lines.append("curated-label accuracy % (mean +- sd over seeds) [kept % of pool]")
-    lines.append(head)
+    """All-pairs accuracy (mean +- sd, %) per strategy and budget; a second block with kept-set
+    precision [kept %], flips (precision %) and held-out RM accuracy."""
+    head = f"{'strategy':<11}" + "".join(f"{_budget_key(b) + '%':>21}" for b in budgets)
+    lines = ["all-pairs accuracy % (every pool pair; a pair left out counts with its LLM label), mean +- sd over seeds",
+             head]
     for s in strategies:
         cells = []
         for b in budgets:
             r = results.get(s, {}).get(_budget_key(b))
-            cells.append(f"{100 * r['curated_accuracy_mean']:6.1f}+-{100 * r['curated_accuracy_std']:3.1f} [{100 * r['kept_fraction']:3.0f}]" if r else "-")
-        lines.append(f"{s:<10}" + "".join(f"{c:>19}" for c in cells))
-    lines.append("")
-    lines.append("held-out RM accuracy % | flips (precision %) | all-pairs accuracy % (dropped counted with LLM label)")
-    lines.append(head)
+            cells.append(f"{100 * r['all_pairs_accuracy_mean']:.1f} +- {100 * r['all_pairs_accuracy_std']:.1f}" if r else "-")
+        lines.append(f"{s:<11}" + "".join(f"{c:>21}" for c in cells))
+    lines += ["", "kept-set precision % [kept % of pool] | flips (precision %) | held-out RM accuracy %", head]
     for s in strategies:
         cells = []
         for b in budgets:
@@ -127,14 +141,15 @@ def format_table(results: dict, strategies: Sequence[str], budgets: Sequence[flo
             if not r:
                 cells.append("-")
                 continue
-            fp = "" if not np.isfinite(r["flip_precision"]) else f"({100 * r['flip_precision']:.0f})"
-            cells.append(f"{100 * r['heldout_rm_accuracy_mean']:4.1f}|{r['flipped']:.0f}{fp}|{100 * r['all_pairs_accuracy_mean']:4.1f}")
-        lines.append(f"{s:<10}" + "".join(f"{c:>19}" for c in cells))
+            fp = "" if not np.isfinite(r["flip_precision_mean"]) else f"({100 * r['flip_precision_mean']:.0f})"
+            cells.append(f"{100 * r['kept_precision_mean']:.1f}[{100 * r['kept_fraction_mean']:.0f}]|"
+                         f"{r['flipped_mean']:.0f}{fp}|{100 * r['heldout_rm_accuracy_mean']:.1f}")
+        lines.append(f"{s:<11}" + "".join(f"{c:>21}" for c in cells))
     return "\n".join(lines)
 
 
 def plot_results(results: dict, strategies: Sequence[str], budgets: Sequence[float], path: Path, title: str) -> None:
-    """Curated-label accuracy against % of the pool sent to people (error bars: sd over seeds)."""
+    """All-pairs accuracy against % of the pool sent to people (error bars: sd over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,12 +161,11 @@ def plot_results(results: dict, strategies: Sequence[str], budgets: Sequence[flo
         if not rows:
             continue
         x = [r["budget_percent"] for r in rows]
-        y = [100 * r["curated_accuracy_mean"] for r in rows]
-        e = [100 * r["curated_accuracy_std"] for r in rows]
-        style = "--" if s in BASELINES else "-"
-        ax.errorbar(x, y, yerr=e, label=s, linestyle=style, marker="o", capsize=3)
+        y = [100 * r["all_pairs_accuracy_mean"] for r in rows]
+        e = [100 * r["all_pairs_accuracy_std"] for r in rows]
+        ax.errorbar(x, y, yerr=e, label=s, linestyle="--" if s in BASELINES else "-", marker="o", capsize=3)
     ax.set_xlabel("% of pool sent to people")
-    ax.set_ylabel("curated-label accuracy (%)")
+    ax.set_ylabel("all-pairs label accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -160,53 +174,48 @@ def plot_results(results: dict, strategies: Sequence[str], budgets: Sequence[flo
     plt.close(fig)
 
 
-def seed_rm_options(kind: str, options: dict[str, Any], pool: LabelledPool) -> dict[str, Any]:
-    """Options for every RM fit of one replay seed: the L2 coefficient chosen once, by one tuned
-    fit on the pool's LLM labels (what a real deployment has before any person labels), then held
-    fixed for every curation and evaluation fit of that seed (the same value for every strategy)."""
-    if pool.evidence is None:
-        return dict(options)
-    return with_fixed_weight_decay(kind, options, pool.pairs, pool.evidence.llm_a_preferred)
+def eval_rm_for_seed(rm: RewardModelSpec, pool: LabelledPool, shared: dict[str, Any]) -> tuple[RewardModelFactory, dict]:
+    """The evaluation RM of one seed: ``rm``'s kind, a 5-head embedding ensemble whose L2
+    coefficient is chosen once on the pool's LLM labels (the same for every strategy)."""
+    options = {**rm.options, **EVAL_RM_OPTIONS} if rm.kind == "embedding" else dict(rm.options)
+    if pool.evidence is not None:
+        options = with_fixed_weight_decay(rm.kind, options, pool.pairs, pool.evidence.llm_a_preferred, shared=shared)
+    fixed = {k: options[k] for k in ("tune_weight_decay", "weight_decay") if k in options}
+    return reward_model_factory(rm.kind, options, shared=shared), fixed
 
 
 def simulate(
     pool: LabelledPool,
+    engine: EngineConfig,
+    rm: RewardModelSpec,
     strategies: Sequence[str],
     budgets: Sequence[float],
     seeds: int,
-    rm_kind: str,
-    curation_options: dict[str, Any],
-    eval_options: dict[str, Any],
     heldout_fraction: float = HELDOUT_FRACTION,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[list[ReplayOutcome], list[dict[str, Any]]]:
-    """Every strategy x budget x seed replay on the same per-seed splits.
-
-    Returns the outcomes and, per seed, the RM options used (see :func:`seed_rm_options`).
-    """
+    """Every strategy x budget x seed replay on the same per-seed splits (``engine`` with its
+    strategy swapped). Returns the outcomes and, per seed, the evaluation RM's L2 choice."""
     outcomes: list[ReplayOutcome] = []
     per_seed: list[dict[str, Any]] = []
+    shared: dict[str, Any] = {}  # one encoder for every fit of the run
     for seed in range(seeds):
         pool_idx, held_idx = split_pool(len(pool), heldout_fraction, seed)
         train, held = pool.subset(pool_idx), pool.subset(held_idx)
-        tuned = seed_rm_options(rm_kind, curation_options, train)
-        fixed = {k: tuned[k] for k in ("tune_weight_decay", "weight_decay") if k in tuned}
-        curation_rm = reward_model_factory(rm_kind, tuned)
-        eval_rm = reward_model_factory(rm_kind, {**eval_options, **fixed})
+        eval_rm, fixed = eval_rm_for_seed(rm, train, shared)
         per_seed.append({"seed": seed, **fixed})
-        if progress and fixed:
-            progress(f"seed {seed}: RM weight decay {fixed.get('weight_decay')} (chosen once on the pool's LLM labels)")
         for strategy in strategies:
             for budget in budgets:
                 t0 = time.perf_counter()
-                if strategy == "llm_only" and outcomes and outcomes[-1].strategy == "llm_only" and outcomes[-1].seed == seed:
-                    o = ReplayOutcome(**{**asdict(outcomes[-1]), "budget_percent": budget})  # budget-independent
+                previous = outcomes[-1] if outcomes else None
+                if strategy == "llm_only" and previous and previous.strategy == "llm_only" and previous.seed == seed:
+                    o = ReplayOutcome(**{**asdict(previous), "budget_percent": budget})  # budget-independent
                 else:
-                    o = replay(strategy, train, held, curation_rm, eval_rm, budget, seed)
+                    o = replay(engine.with_strategy(strategy), rm, train, held, eval_rm, budget, seed, shared=shared)
                 outcomes.append(o)
                 if progress:
-                    progress(f"seed {seed} {strategy:<8} {budget:>5g}%: curated {100 * o.curated_accuracy:5.1f}% "
-                             f"kept {100 * o.kept_fraction:3.0f}% flips {o.flipped} heldout-RM "
+                    progress(f"seed {seed} {strategy:<10} {budget:>5g}%: all pairs {100 * o.all_pairs_accuracy:5.1f}% "
+                             f"kept {100 * o.kept_fraction:3.0f}% flips {o.flipped} held-out RM "
                              f"{100 * o.heldout_rm_accuracy:4.1f}% ({time.perf_counter() - t0:.1f}s)")
     return outcomes, per_seed
 
@@ -235,28 +244,38 @@ def _side_shuffled(pool: LabelledPool, seed: int) -> LabelledPool:
     return dc_replace(pool, pairs=pairs, human_a_preferred=pool.human_a_preferred ^ swap)
 
 
+def strategies_to_run(configured: str, asked: Sequence[str]) -> list[str]:
+    """The strategies of a run: the ones asked (default: the configured one), always with every
+    baseline; baselines first, in a fixed order."""
+    names = list(dict.fromkeys([*BASELINES, *(asked or [configured])]))
+    unknown = [s for s in names if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(sorted(STRATEGIES))}")
+    return names
+
+
 def run_simulate_command(
     data_path: Path,
-    judge_key: str | None,
+    engine: EngineConfig,
+    rm: RewardModelSpec,
+    *,
+    judges: Sequence[str] | None,
+    panel_label_rule: str,
     strategies: Sequence[str],
     budgets: Sequence[float],
     seeds: int,
     out_dir: Path,
-    reward_model: str,
     limit: int | None,
     echo: Callable[[str], None] = print,
-    rm_options: dict[str, Any] | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """The body of ``rlthf-backend simulate`` (see the module docstring). Returns results.json's content."""
     t0 = time.perf_counter()
-    pool = load_pool(data_path, judge_key=judge_key, limit=limit)
+    pool = load_pool(data_path, judges=judges, limit=limit, label_rule=panel_label_rule)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    curation_options = {**CURATION_RM_DEFAULTS, **(rm_options or {})} if reward_model == "embedding" else dict(rm_options or {})
-    eval_options = dict(EVAL_RM_DEFAULTS) if reward_model == "embedding" else {}
-    eval_rm = reward_model_factory(reward_model, eval_options)
     progress = None if quiet else echo
+    shared: dict[str, Any] = {}
     doc: dict[str, Any] = {
         "data": str(data_path),
         "format": pool.format,
@@ -266,77 +285,73 @@ def run_simulate_command(
         "heldout_fraction": HELDOUT_FRACTION,
         "pool_size": len(pool) - int(round(HELDOUT_FRACTION * len(pool))),
         "seeds": seeds,
-        "reward_model": reward_model,
-        "curation_rm_options": curation_options,
-        "eval_rm_options": eval_options,
-        "default_strategy": DEFAULT_STRATEGY,
-        "definitions": {
-            "curated_accuracy": "share of exported pairs whose label equals the human label; dropped pairs are not counted (see kept_fraction)",
-            "all_pairs_accuracy": "accuracy over the whole pool, dropped pairs counted with their LLM label",
-            "kept_fraction": "share of the pool in the curated export",
-            "flipped": "exported pairs labelled against the LLM without a person (mean over seeds)",
-            "flip_precision": "share of flipped pairs whose label equals the human label",
-            "heldout_rm_accuracy": f"a fresh RM trained on the export, accuracy vs human labels on a fixed {HELDOUT_FRACTION:.0%} of pairs held out of the pool per seed",
-            "budget_percent": "human labels as % of the pool (rounds of each strategy's batch size, cut at the budget)",
-        },
+        "engine": engine.as_dict(),
+        "reward_model": {"kind": rm.kind, "options": rm.options},
+        "eval_rm_options": EVAL_RM_OPTIONS,
+        "definitions": DEFINITIONS,
     }
     if not pool.has_llm_labels:
-        accs = rm_ceiling(pool, seeds, eval_rm)
+        accs = rm_ceiling(pool, seeds, eval_rm_for_seed(rm, pool, shared)[0])
         m, s = _mean_std(accs)
-        doc.update({"mode": "rm_ceiling", "judge": None, "rm_ceiling": {
+        doc.update({"mode": "rm_ceiling", "judges": None, "rm_ceiling": {
             "heldout_rm_accuracy_mean": m, "heldout_rm_accuracy_std": s, "per_seed": accs,
             "what": "evaluation RM trained on every pool pair's human label (sides shuffled per seed), accuracy on held-out pairs"}})
         echo(f"{data_path.name}: {len(pool)} pairs, human labels only -> RM capacity ceiling "
-             f"({reward_model}, trained on human labels): held-out accuracy {100 * m:.1f}% +- {100 * s:.1f} "
+             f"({rm.kind}, trained on human labels): held-out accuracy {100 * m:.1f}% +- {100 * s:.1f} "
              f"over {seeds} seeds ({', '.join(f'{100 * a:.1f}' for a in accs)})")
     else:
-        names = list(strategies) or list(ALL_STRATEGIES)
-        for s in BASELINES:
-            if s not in names:
-                names.insert(0, s)
-        unknown = [s for s in names if s not in STRATEGIES]
-        if unknown:
-            raise ValueError(f"unknown strategies {unknown}; choose from {sorted(STRATEGIES)}")
-        names = [s for s in ALL_STRATEGIES if s in names] + [s for s in names if s not in ALL_STRATEGIES]
-        outcomes, per_seed_rm = simulate(pool, names, budgets, seeds, reward_model, curation_options, eval_options,
-                                         progress=progress)
-        doc["rm_options_per_seed"] = per_seed_rm
+        names = strategies_to_run(engine.strategy, strategies)
+        outcomes, per_seed_rm = simulate(pool, engine, rm, names, budgets, seeds, progress=progress)
         results = aggregate(outcomes)
         llm_acc = float(np.mean(pool.evidence.llm_a_preferred == pool.human_a_preferred))
-        ceiling = rm_ceiling(pool, seeds, eval_rm)
+        ceiling = rm_ceiling(pool, seeds, eval_rm_for_seed(rm, pool, shared)[0])
         doc.update({
-            "rm_ceiling": {"heldout_rm_accuracy_mean": _mean_std(ceiling)[0], "heldout_rm_accuracy_std": _mean_std(ceiling)[1],
-                           "per_seed": ceiling, "what": "evaluation RM trained on every pool pair's human label"},
+            "rm_ceiling": {"heldout_rm_accuracy_mean": _mean_std(ceiling)[0],
+                           "heldout_rm_accuracy_std": _mean_std(ceiling)[1], "per_seed": ceiling,
+                           "what": "evaluation RM trained on every pool pair's human label"},
+            "eval_rm_per_seed": per_seed_rm,
             "mode": "curation",
-            "judge": judge_key or "strongest present per pair",
+            "judges": list(judges) if judges else "strongest present per pair",
+            "panel_label_rule": panel_label_rule if judges and len(judges) > 1 else None,
             "judge_counts": pool.judge_counts,
             "llm_label_accuracy_all_pairs": llm_acc,
             "strategies": names,
             "budgets": list(budgets),
             "results": results,
-            "targets": targets(results, DEFAULT_STRATEGY),
+            "targets": targets(results, engine.strategy, budgets),
             "runs": [asdict(o) for o in outcomes],
         })
-        table = format_table(results, names, budgets)
         echo(f"{data_path.name}: {len(pool)} pairs ({pool.dropped_ties} human ties dropped), pool {doc['pool_size']} "
-             f"+ {len(pool) - doc['pool_size']} held out, judge: {doc['judge']}, LLM labels {100 * llm_acc:.1f}% correct, "
-             f"{seeds} seeds")
-        echo(table)
+             f"+ {len(pool) - doc['pool_size']} held out, judges: {doc['judges']}, LLM labels {100 * llm_acc:.1f}% "
+             f"correct, {seeds} seeds, strategy {engine.strategy}, batch {engine.rounds.batch_fraction:g} of the pool "
+             f"per round, reward model {rm.kind}")
+        echo(format_table(results, names, budgets))
         echo(f"RM ceiling (evaluation RM trained on all pool human labels): held-out "
              f"{100 * doc['rm_ceiling']['heldout_rm_accuracy_mean']:.1f}% +- {100 * doc['rm_ceiling']['heldout_rm_accuracy_std']:.1f}")
-        t = doc["targets"]
-        if t.get("evaluated"):
-            echo(f"targets at 10%: {DEFAULT_STRATEGY} gain {t['gain_points'][DEFAULT_STRATEGY]:+.1f} pts, random "
-                 f"{t['gain_points']['random']:+.1f}, oracle {t['gain_points']['oracle']:+.1f} -> "
-                 f"{t['gain_vs_random_ratio']:.1f}x random, {100 * t['share_of_oracle_gain']:.0f}% of oracle, "
-                 f"never below llm_only: {t['never_below_llm_only']} => {'MET' if t['met'] else 'NOT MET'}")
-        plot_results(results, names, budgets, out_dir / "curated_accuracy.png",
+        echo(describe_targets(doc["targets"], engine.strategy))
+        plot_results(results, names, budgets, out_dir / "all_pairs_accuracy.png",
                      f"{data_path.name}: {len(pool)} pairs, {seeds} seeds")
-        echo(f"plot: {out_dir / 'curated_accuracy.png'}")
+        echo(f"plot: {out_dir / 'all_pairs_accuracy.png'}")
     doc["seconds"] = time.perf_counter() - t0
     (out_dir / "results.json").write_text(json.dumps(_finite(doc), indent=1))
     echo(f"results: {out_dir / 'results.json'} ({doc['seconds']:.0f}s)")
     return doc
+
+
+def describe_targets(t: dict[str, Any], default: str) -> str:
+    """One line per budget: the default against random and swap_first, then the verdict."""
+    if not t.get("evaluated"):
+        return f"targets not evaluated: {t.get('reason')}"
+    lines = [f"{default} vs baselines (all-pairs points; ok = at least random and swap_first within "
+             f"{t['tolerance_points']:g} and never below llm_only):"]
+    for b, v in t["per_budget"].items():
+        g = v["gain_points"]
+        lines.append(f"  {b:>4}%: gain {g[default]:+.1f} (random {g['random']:+.1f}, swap_first "
+                     f"{g['swap_first']:+.1f}, oracle {g['oracle']:+.1f}) {'ok' if v['ok'] else 'BEATEN'}")
+    if "gain_vs_random_ratio" in t:
+        lines.append(f"  at {t['at_budget']:g}%: {t['gain_vs_random_ratio']:.2f}x random's gain, "
+                     f"{100 * t['share_of_oracle_gain']:.0f}% of the oracle's => {'MET' if t['met'] else 'NOT MET'}")
+    return "\n".join(lines)
 
 
 def _finite(value: Any) -> Any:
