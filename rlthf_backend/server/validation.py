@@ -110,7 +110,7 @@ def optional_project_id(value: Any, *, where: str = "project", uid: bool = False
 def query_project_id(required: bool = True) -> int | None:
     """``?project=ID`` (required or optional)."""
     raw = request.args.get("project")
-    if raw is None and required:
+    if not raw and required:
         raise BadRequest("the query parameter 'project' is required, e.g. ?project=1")
     return optional_project_id(raw, where="?project")
 
