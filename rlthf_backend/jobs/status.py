@@ -27,8 +27,16 @@ def record(redis: Redis, project_id: int, field: str, info: dict[str, Any]) -> N
     assert field in FIELDS, field
     pipe = redis.pipeline()
     pipe.hset(_key(project_id), field, json.dumps({"at": time.time(), **info}, default=str))
-    pipe.expire(_key(project_id), STATUS_TTL_S)
+    # A project Label Studio does not have keeps its record only as long as it is remembered as
+    # missing: ids invented by a client cannot pile up records (and slow /health down).
+    pipe.expire(_key(project_id), MISSING_PROJECT_MEMORY_S if _says_missing(field, info) else STATUS_TTL_S)
     pipe.execute()
+
+
+def _says_missing(field: str, info: dict[str, Any]) -> bool:
+    """The training's final failure for a project Label Studio does not have."""
+    return (field == "last_failed" and info.get("retries_left") == 0
+            and str(info.get("reason", "")).startswith("ProjectNotFound"))
 
 
 def clear(redis: Redis, project_id: int, field: str) -> None:
@@ -52,7 +60,7 @@ def missing_project(redis: Redis, project_id: int) -> str | None:
     """
     state = read(redis, project_id)
     failed, finished = state["last_failed"], state["last_finished"]
-    if not failed or failed.get("retries_left") != 0 or not str(failed.get("reason", "")).startswith("ProjectNotFound"):
+    if not failed or not _says_missing("last_failed", failed):
         return None
     if finished and finished.get("at", 0) > failed.get("at", 0):
         return None

@@ -240,6 +240,8 @@ def test_a_project_label_studio_does_not_have_is_not_queued_again(settings, clie
     r = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 4242}})
     assert r.status_code == 200 and r.json["status"] == "ignored"
     assert "no project 4242" in r.json["reason"]
+    # ...and its record goes when it is no longer remembered, not after the usual 30 days.
+    assert 0 < redis.ttl("rlthf:project:4242:status") <= status.MISSING_PROJECT_MEMORY_S
 
 
 def test_status_records_expire(settings, client):
