@@ -110,7 +110,7 @@ def _wait_for_first_round(backend_url: str, project_id: int, timeout_s: float) -
     return False
 
 
-def _queue_check(ls: LabelStudio, project_id: int, judge_version: str, judge: str) -> QueueCheck | None:
+def demo_queue_check(ls: LabelStudio, project_id: int, judge_version: str, judge: str) -> QueueCheck | None:
     """Compare the first tasks of the queue with the shipped human labels (see queue_check)."""
     project = ls.projects.get(id=project_id)
     truth = {p["id"]: p["human_label"] for p in load_sample_pairs()}
@@ -165,7 +165,7 @@ def run_demo(settings: Settings, *, ls_port: int = 8080, backend_port: int = 909
             print("first curation round (reward model + queue order)...", flush=True)
             if not _wait_for_first_round(backend_url, project_id, FIRST_ROUND_TIMEOUT_S):
                 print(f"the first round is still running; see {backend_url}/jobs?project={project_id}", flush=True)
-        check = _queue_check(ls, project_id, summary.model_version, judge)
+        check = demo_queue_check(ls, project_id, summary.model_version, judge)
         if check is not None:
             write_check(ModelRegistry(settings.resolved_model_dir, settings.model_title).project_dir(project_id), check)
             print(check.describe() + "\n(The demo knows the answers from the shipped human labels; a real project "

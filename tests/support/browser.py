@@ -116,11 +116,12 @@ class Browser:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def screenshot(self, path: Path) -> Path:
-        """A PNG of the whole page (beyond the window's height)."""
+    def screenshot(self, path: Path, max_height: int | None = None) -> Path:
+        """A PNG of the whole page (beyond the window's height), or of its top ``max_height`` pixels."""
         size = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+        height = min(size[1], max_height) if max_height else size[1]
         shot = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1})
+                         clip={"x": 0, "y": 0, "width": size[0], "height": height, "scale": 1})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
