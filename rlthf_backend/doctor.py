@@ -432,7 +432,9 @@ def check_disk(ctx: _Context) -> Check:
     name = "registry-disk"
     s = ctx.settings
     folder = s.resolved_model_dir
-    need = ctx.min_free_bytes if ctx.min_free_bytes is not None else REGISTRY_MIN_FREE_BYTES.get(s.reward_model, 1 << 30)
+    need = ctx.min_free_bytes
+    if need is None:
+        need = REGISTRY_MIN_FREE_BYTES.get(s.reward_model, 1 << 30)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".doctor-{time.time_ns()}"
@@ -444,7 +446,8 @@ def check_disk(ctx: _Context) -> Check:
     free = shutil.disk_usage(folder).free
     if free < need:
         return Check(name, "FAIL", f"{free / 2**30:.1f} GiB free at {folder}; the {s.reward_model} registry wants "
-                     f"at least {need / 2**30:.1f} GiB", "free space, or lower RLTHF_KEEP_VERSIONS / move RLTHF_MODEL_DIR")
+                     f"at least {need / 2**30:.1f} GiB",
+                     "free space, or lower RLTHF_KEEP_VERSIONS / move RLTHF_MODEL_DIR")
     return Check(name, "ok", f"{free / 2**30:.1f} GiB free at {folder} (writable)")
 
 

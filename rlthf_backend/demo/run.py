@@ -145,8 +145,8 @@ def run_demo(settings: Settings, *, ls_port: int = 8080, backend_port: int = 909
             [rlthf_backend_exe(), "serve", "--host", "127.0.0.1", "--port", str(backend_port)],
             env=env, log_path=base / "backend.log")
         wait_until(http_ok(f"{backend_url}/health"), 120, "the backend to answer /health")
-        print(f"backend on {backend_url} ({'embedded jobs' if not settings.redis_url else 'jobs on ' + settings.redis_url})",
-              flush=True)
+        jobs = "embedded jobs" if not settings.redis_url else f"jobs on {settings.redis_url}"
+        print(f"backend on {backend_url} ({jobs})", flush=True)
 
         ls = LabelStudio(base_url=label_studio.url, api_key=creds["token"], timeout=300)
         project_id, created = _project(ls)

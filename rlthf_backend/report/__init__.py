@@ -1,7 +1,8 @@
 """The curation report: the reward-margin curve, the rounds and the queue, as one HTML page.
 
 ``build_report(settings, project_id)`` reads the model registry, asks Label Studio only which of
-the queued tasks are answered (the page renders without it), and returns the page; ``rlthf-backend report`` writes it, ``GET /report?project=ID`` serves it.
+the queued tasks are answered (the page renders without it), and returns the page;
+``rlthf-backend report`` writes it, ``GET /report?project=ID`` serves it.
 """
 
 from __future__ import annotations

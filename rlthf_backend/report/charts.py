@@ -71,8 +71,8 @@ def margin_curve_svg(curve: MarginCurve, width: int = 960, height: int = 380) ->
         if status in ("keep", "hold"):
             continue  # the line already shows them; dots mark what people or the engine changed
         colour = STATUS_COLOURS.get(status, "#000")
-        body.append(svg.circle(x(rank), y(m[rank]), 3.2, colour, cls=f"dot dot-{status}",
-                               title=f"task {task_id}: {STATUS_MEANING.get(status, status)}, margin {m[rank]:.3f}, rank {rank}"))
+        title = f"task {task_id}: {STATUS_MEANING.get(status, status)}, margin {m[rank]:.3f}, rank {rank}"
+        body.append(svg.circle(x(rank), y(m[rank]), 3.2, colour, cls=f"dot dot-{status}", title=title))
     p = curve.points
     last_label_x, row = -1e9, 0
     for name, rank in (("elbow", p.elbow), ("knee", p.knee), ("reflection", p.reflection)):

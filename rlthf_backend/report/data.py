@@ -155,7 +155,8 @@ class ReportData:
         if last is None or last.expected_yield is None:
             return None
         size = last.batch_size or 1
-        return StopSignal(size, last.expected_yield * size, last.expected_yield, bool(last.stop), last.stop_reason or "")
+        return StopSignal(size, last.expected_yield * size, last.expected_yield, bool(last.stop),
+                          last.stop_reason or "")
 
 
 def margin_curve(rm_margins: Mapping[int, float], tasks: Mapping[int, TaskDecision], version: str) -> MarginCurve:

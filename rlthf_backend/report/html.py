@@ -79,7 +79,8 @@ def _curve_section(data: ReportData) -> str:
         for name, lo, hi in region_bounds(curve)
     )
     dots = "".join(
-        f'<span><i class="dot" style="background:{c}"></i>{escape(STATUS_MEANING[s])} ({curve.statuses.count(s)})</span>'
+        f'<span><i class="dot" style="background:{c}"></i>{escape(STATUS_MEANING[s])} '
+        f"({curve.statuses.count(s)})</span>"
         for s, c in STATUS_COLOURS.items() if s not in ("keep", "hold") and s in curve.statuses
     )
     notes = "; ".join(p.notes)
@@ -178,7 +179,8 @@ def _round_table(rounds: list[RoundRow]) -> str:
         if r.flip_precision_ci:
             precision += f" ({_pct(r.flip_precision_ci[0])}–{_pct(r.flip_precision_ci[1])})"
         disagreement = "pending" if r.disagreement is None else f"{_pct(r.disagreement)} of {r.disagreement_answered}"
-        wrong = _num(r.est_wrong_model) + (f" (audit {_num(r.est_wrong_audit)})" if r.est_wrong_audit is not None else "")
+        audit = f" (audit {_num(r.est_wrong_audit)})" if r.est_wrong_audit is not None else ""
+        wrong = _num(r.est_wrong_model) + audit
         cells = (str(r.index), r.version, r.reason, str(r.batch_size),
                  "–" if r.audit_slice is None else str(r.audit_slice), disagreement, str(r.flips), precision,
                  str(r.counts.get("drop", 0)), wrong, f"{r.human_labels} ({_pct(r.human_effort, 1)})")

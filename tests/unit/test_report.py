@@ -83,7 +83,7 @@ def test_report_route_is_behind_basic_auth(tmp_path, registry):
     assert r.status_code == 200 and r.mimetype == "text/html"
     assert '<svg id="margin-curve"' in r.get_data(as_text=True)
     bad = client.get("/report?project=x", headers=auth)
-    assert bad.status_code == 400 and "project must be a number" in bad.json["error"]
+    assert bad.status_code == 400 and "project must be a Label Studio project id" in bad.json["error"]
     assert "RLTHF report: project 7" in build_report(settings, 7)  # the CLI's page is the same builder
 
 
