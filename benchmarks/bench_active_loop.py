@@ -153,7 +153,8 @@ def main() -> None:
                                   "anchor_in_request_training_s": anchor,
                                   "worker_peak_rss_mb": second.get("peak_rss_mb")}
             print(f"{size} tasks ({args.config}): batch {len(batch)}; last annotation -> re-ordered queue "
-                  f"{to_queue:.1f} s (job stages {json.dumps(second['seconds'])}); first round {first['seconds']['total']:.1f} s; "
+                  f"{to_queue:.1f} s (job stages {json.dumps(second['seconds'])}); "
+                  f"first round {first['seconds']['total']:.1f} s; "
                   f"anchor: webhook blocked {anchor:.1f} s by an in-request training "
                   f"= {anchor * 1e3 / results['webhook_alone_ms']['p50']:.0f}x our p50 ack; worker peak RSS "
                   f"{second.get('peak_rss_mb')} MB", flush=True)

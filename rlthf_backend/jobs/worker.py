@@ -24,4 +24,6 @@ def run_worker(settings: Settings, workers: int = 1, burst: bool = False) -> Non
     if workers > 1:
         WorkerPool([settings.queue_name], connection=redis, num_workers=workers).start(burst=burst)
         return
-    Worker([settings.queue_name], connection=redis).work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper())
+    Worker([settings.queue_name], connection=redis).work(
+        burst=burst, with_scheduler=True, logging_level=settings.log_level.upper()
+    )

@@ -135,7 +135,8 @@ def test_export_round_trip(ls, loop, tmp_path):
     counts = log_line.counts
     jobs = backend.get(f"/jobs?project={project_id}").json()["last_finished"]
     assert jobs["version"] == second["version"]
-    assert data.counts["human"] + data.counts["human_overrode_llm"] == jobs["human_labels"] == counts["labelled"] == n_human
+    humans = data.counts["human"] + data.counts["human_overrode_llm"]
+    assert humans == jobs["human_labels"] == counts["labelled"] == n_human
     assert data.counts["llm_flipped"] == counts["flip"]
     assert data.counts["dropped"] == counts["drop"]
     assert data.counts["llm_kept"] == counts["keep"] + counts["hold"] + counts["human"] + counts["drop"]
@@ -167,7 +168,8 @@ def test_export_round_trip(ls, loop, tmp_path):
     assert re.findall(r'<li class="answered"><a href="[^"]*data\?task=(\d+)"', after) == [str(first_queued)]
 
     # The CLI writes the same rows; TRL's reward-trainer data preparation accepts them.
-    out = cli(env, tmp_path, "export", "--project", str(project_id), "--format", "trl", "--out", str(tmp_path / "trl.jsonl"))
+    out = cli(env, tmp_path, "export", "--project", str(project_id), "--format", "trl",
+              "--out", str(tmp_path / "trl.jsonl"))
     assert f"llm_flipped          {data.counts['llm_flipped']}" in out
     cli(env, tmp_path, "export", "--project", str(project_id), "--format", "trl", "--conversational",
         "--out", str(tmp_path / "conv.jsonl"))

@@ -56,13 +56,15 @@ def test_redis_down_webhooks_still_answer_and_next_training_catches_up(ls, label
         assert max(direct) < 1.0  # Label Studio gives a webhook 1 s
         health = backend.get("/health").json()
         assert health["status"] == "UP" and health["jobs"]["ok"] is False
-        assert backend.post("/webhook", json={"action": "START_TRAINING", "project": {"id": project_id}}).status_code == 503
+        train = {"action": "START_TRAINING", "project": {"id": project_id}}
+        assert backend.post("/webhook", json=train).status_code == 503
         assert backend.metric("rlthf_webhooks_not_queued_total") >= 10
 
         redis_server.start()
         time.sleep(5.5)  # the circuit breaker's cooldown
         t1 = time.time()
-        ls.annotations.create(id=tasks[5]["id"], result=human_result("choices.xml", label_of[tasks[5]["data"]["pair_id"]]))
+        ls.annotations.create(id=tasks[5]["id"],
+                              result=human_result("choices.xml", label_of[tasks[5]["data"]["pair_id"]]))
         done = wait_for_training(backend, project_id, after=t1)
         assert done["human_labels"] == 6  # the five made while Redis was down are not lost
         assert backend.get("/health").json()["jobs"]["ok"] is True

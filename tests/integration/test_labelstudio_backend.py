@@ -127,7 +127,8 @@ def test_bad_task_data_gets_no_prediction_and_the_rest_do(ls, backend, rows):
 def test_unsupported_config_is_refused_on_connect(ls, backend):
     project = ls.projects.create(
         title="not pairwise",
-        label_config="<View><Text name='t' value='$text'/><Choices name='s' toName='t'><Choice value='Pos'/></Choices></View>",
+        label_config="<View><Text name='t' value='$text'/>"
+        "<Choices name='s' toName='t'><Choice value='Pos'/></Choices></View>",
     )
     with pytest.raises(Exception) as info:
         ls.ml.create(project=project.id, url=backend.url, title="rlthf")

@@ -24,9 +24,11 @@ def pairs_and_labels() -> tuple[list[Pair], np.ndarray]:
     for i, t in enumerate(TOPICS * 2):
         prompt = f"Can you explain {t}? " + "Please be detailed. " * (i % 5) * 20  # some long prompts
         if i % 2:
-            pairs.append(Pair(prompt, GOOD.format(t=t), BAD)); y.append(True)
+            pairs.append(Pair(prompt, GOOD.format(t=t), BAD))
+            y.append(True)
         else:
-            pairs.append(Pair(prompt, BAD, GOOD.format(t=t))); y.append(False)
+            pairs.append(Pair(prompt, BAD, GOOD.format(t=t)))
+            y.append(False)
     return pairs, np.array(y)
 
 

@@ -99,7 +99,8 @@ class Browser:
         for ev in self._events:
             method, p = ev.get("method"), ev.get("params", {})
             if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                visit.errors.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in p["args"]))
+                args = " ".join(str(a.get("value", a.get("description"))) for a in p["args"])
+                visit.errors.append("console: " + args)
             elif method == "Runtime.exceptionThrown":
                 visit.errors.append("exception: " + p["exceptionDetails"].get("text", ""))
             elif method == "Log.entryAdded" and p["entry"].get("level") == "error":

@@ -28,7 +28,8 @@ def publish_round(registry: ModelRegistry, project_id: int, task_ids: list[int],
     ``labels``; statuses default to keep. Appends the round log line. Returns the version id."""
     rm = {t: (m if labels.get(t, "a") == "a" else -m) for t, m in zip(task_ids, oriented)}
     statuses = {t: statuses.get(t, "keep") for t in task_ids}
-    counts = {s: sum(1 for v in statuses.values() if v == s) for s in ("labelled", "human", "keep", "flip", "drop", "hold")}
+    counts = {s: sum(1 for v in statuses.values() if v == s)
+              for s in ("labelled", "human", "keep", "flip", "drop", "hold")}
     record = RoundRecord(
         strategy="fused", round_index=round_index, reason="test", counts=counts, summary=summary or {}, log=[],
         tasks={t: TaskDecision(status=statuses[t], label=labels.get(t, "a"),

@@ -377,7 +377,8 @@ def test_out_of_fold_p_wrong_does_not_grade_its_own_training_rows():
         y = (rng.random(16) < 0.5).astype(float)  # labels unrelated to x
         fitted = fit_wrong_label_model(x, y, 0.2, {f: 0.0 for f in FEATURES}, prior_sd=3.0)
         in_sample.append(auroc(fitted.predict(x), y.astype(bool)))
-        out_of_fold.append(auroc(out_of_fold_p_wrong(x, y, 4, seed, 0.2, {f: 0.0 for f in FEATURES}, 3.0), y.astype(bool)))
+        p_wrong = out_of_fold_p_wrong(x, y, 4, seed, 0.2, {f: 0.0 for f in FEATURES}, 3.0)
+        out_of_fold.append(auroc(p_wrong, y.astype(bool)))
     assert np.nanmean(in_sample) > 0.8  # the model memorises noise it was fitted on...
     assert np.nanmean(out_of_fold) < 0.6  # ...which out-of-fold predictions do not see
 

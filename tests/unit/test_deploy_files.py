@@ -72,7 +72,9 @@ def settings_env_names() -> set[str]:
 # --- Compose interpolation (the subset of the spec that matters: ${X}, ${X:-d}, ${X-d}, ${X:?e},
 # ${X?e}, ${X:+a}, ${X+a}, $X and $$) ------------------------------------------------------------
 
-_VAR = re.compile(r"\$(?:(?P<esc>\$)|\{(?P<name>[A-Za-z_]\w*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|(?P<bare>[A-Za-z_]\w*))")
+_VAR = re.compile(
+    r"\$(?:(?P<esc>\$)|\{(?P<name>[A-Za-z_]\w*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|(?P<bare>[A-Za-z_]\w*))"
+)
 
 
 class InterpolationError(ValueError):
@@ -199,7 +201,8 @@ def test_worker_is_scalable(compose):
     worker = compose["services"]["worker"]
     assert "container_name" not in worker, "--scale worker=N needs distinct container names"
     for port in worker.get("ports", []):
-        published = port.get("published") if isinstance(port, dict) else (str(port).split(":")[-2] if ":" in str(port) else None)
+        short = str(port).split(":")[-2] if ":" in str(port) else None
+        published = port.get("published") if isinstance(port, dict) else short
         assert not published, f"worker publishes host port {port}: a second replica could not start"
     assert "scale" not in worker and "replicas" not in (worker.get("deploy") or {})
 
@@ -289,7 +292,8 @@ def test_backend_and_worker_environments_validate_as_settings(compose, monkeypat
 def test_env_example_settings_exist_and_their_example_values_validate(monkeypatch, tmp_path):
     known = settings_env_names()
     entries = env_example_entries()
-    listed = [k for k in entries if SETTINGS_STYLE.match(k) and k not in {"LABEL_STUDIO_USERNAME", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_PORT"}]
+    compose_only = {"LABEL_STUDIO_USERNAME", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_PORT"}
+    listed = [k for k in entries if SETTINGS_STYLE.match(k) and k not in compose_only]
     assert "RLTHF_JUDGE_CONCURRENCY" in listed and "BASIC_AUTH_USER" in listed
     for key in listed:
         assert key in known, f".env.example lists {key}, which Settings does not read"
@@ -518,7 +522,8 @@ def _run_check(code: str, url: str, **env: str) -> int:
     code = code.replace("http://127.0.0.1:9090", url)
     assert url in code
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BASIC_AUTH_")}
-    return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, timeout=60).returncode
+    return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True,
+                          timeout=60).returncode
 
 
 @pytest.mark.parametrize("where", ["Dockerfile", "compose"])

@@ -78,7 +78,8 @@ def test_human_label_wins_over_any_engine_decision():
     overruled = build_row(task(4, HUMAN_B, ["b"], [12]), judged("b"), ROUND)
     assert (overruled.source, overruled.label, overruled.chosen) == ("human", "b", "B4")
     overrode = build_row(task(1, HUMAN_B, ["b", "b", "a"], [11, 12, 13]), judged("a"), ROUND)
-    assert (overrode.source, overrode.label, overrode.chosen, overrode.rejected) == ("human_overrode_llm", "b", "B1", "A1")
+    got = (overrode.source, overrode.label, overrode.chosen, overrode.rejected)
+    assert got == ("human_overrode_llm", "b", "B1", "A1")
     assert overrode.agreement == pytest.approx(2 / 3) and overrode.confidence == pytest.approx(2 / 3)
     assert overrode.margin == -1.5
     # a person labelling a pair the engine dropped brings it back

@@ -36,7 +36,8 @@ def dataset():
         pool.prediction_versions.append(set())
     deciding = DecidingRound(
         version="t-p1-v0002", round_index=1,
-        decisions={4: TaskDecision("keep", "a", 0.2), 5: TaskDecision("flip", "a", 0.9), 6: TaskDecision("drop", "a", 0.5)},
+        decisions={4: TaskDecision("keep", "a", 0.2), 5: TaskDecision("flip", "a", 0.9),
+                   6: TaskDecision("drop", "a", 0.5)},
         rm_margins={t: 0.5 * t for t in range(1, 8)},
     )
     return assemble(1, pool, [judged(r[3]) for r in rows], deciding)
@@ -44,7 +45,8 @@ def dataset():
 
 def test_assemble_counts_and_left_out(dataset):
     assert [r.task_id for r in dataset.rows] == [1, 2, 3, 4, 5]
-    assert dataset.counts == {"human": 2, "human_overrode_llm": 1, "llm_kept": 1, "llm_flipped": 1, "tie": 1, "dropped": 0}
+    assert dataset.counts == {"human": 2, "human_overrode_llm": 1, "llm_kept": 1, "llm_flipped": 1, "tie": 1,
+                              "dropped": 0}
     assert dataset.left_out == {"dropped": 1, "low_confidence": 0, "no_label": 1}
     assert "5 of 7 pairs exported" in dataset.describe()
 
@@ -76,7 +78,8 @@ def test_every_format_round_trips(dataset, tmp_path):
     write_dataset(dataset, "csv", tmp_path / "full.csv")
     with open(tmp_path / "full.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 5 and rows[0]["prompt"] == dataset.rows[0].prompt and json.loads(rows[2]["human_votes"]) == ["a", "b"]
+    assert len(rows) == 5 and rows[0]["prompt"] == dataset.rows[0].prompt
+    assert json.loads(rows[2]["human_votes"]) == ["a", "b"]
 
     import pyarrow.parquet as pq
 

@@ -74,7 +74,8 @@ webhook_bodies = st.fixed_dictionaries(
               "annotations": json_values})
 versions_bodies = st.fixed_dictionaries({}, optional={"project": mostly(project_ids)})
 ls_requests = st.one_of(st.tuples(st.just("/predict"), predict_bodies), st.tuples(st.just("/setup"), setup_bodies),
-                        st.tuples(st.just("/webhook"), webhook_bodies), st.tuples(st.just("/versions"), versions_bodies))
+                        st.tuples(st.just("/webhook"), webhook_bodies),
+                        st.tuples(st.just("/versions"), versions_bodies))
 ls_bodies = st.one_of(predict_bodies, setup_bodies, webhook_bodies, json_values)
 
 
@@ -145,7 +146,8 @@ def _send(client, req):
 
 
 def _check(response) -> None:
-    event(f"{response.request.method} {response.request.path} -> {response.status_code}")  # --hypothesis-show-statistics
+    # Shown by --hypothesis-show-statistics: which answers the examples reached.
+    event(f"{response.request.method} {response.request.path} -> {response.status_code}")
     assert response.status_code < 500, (response.status_code, response.get_data(as_text=True)[:500])
     if response.status_code >= 400 and response.request.method != "HEAD":
         assert response.is_json and "error" in response.get_json(), response.get_data(as_text=True)[:300]

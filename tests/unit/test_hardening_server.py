@@ -263,7 +263,8 @@ def test_setup_with_auth_runs_a_bounded_number_of_fixup_threads(tmp_path):
                             label_studio_url=f"http://127.0.0.1:{port}", label_studio_api_key="tok", _env_file=None)
         client = create_app(settings).test_client()
         for pid in range(1, 201):
-            r = client.post("/setup", json={"project": f"{pid}.1700000000", "schema": PAIRWISE}, headers=_basic("ls", "pw"))
+            r = client.post("/setup", json={"project": f"{pid}.1700000000", "schema": PAIRWISE},
+                            headers=_basic("ls", "pw"))
             assert r.status_code == 200
         time.sleep(0.2)
         fixers = [t for t in threading.enumerate() if t.name.startswith("webhook-auth")]

@@ -27,7 +27,8 @@ def test_shipped_choices_config():
 
 def test_choices_alias_is_what_label_studio_stores():
     xml = """<View><Text name="q" value="$question"/><Text name="x" value="$left"/><Text name="y" value="$right"/>
-    <Choices name="pick" toName="q"><Choice value="Response A" alias="first"/><Choice value="Response B" alias="second"/></Choices></View>"""
+    <Choices name="pick" toName="q"><Choice value="Response A" alias="first"/>
+    <Choice value="Response B" alias="second"/></Choices></View>"""
     cfg = parse_label_config(xml)
     assert cfg.choice_values == {"a": "first", "b": "second"}
     assert cfg.fields == ("question", "left", "right")

@@ -58,7 +58,8 @@ def test_judged_format_picks_the_strongest_judge(tmp_path):
     assert key == "GPT-4/Vanilla_NoRules" and not stronger_tie
     assert pick_judge(labels, "Falcon/CoT")[0] == "Falcon/CoT"
     # a stronger judge that only said "tie" hands the label down but flags the pair
-    key, v, stronger_tie = pick_judge({"gpt-3.5-turbo": {"ab": "tie", "ba": None}, "pandalm-7b": {"ab": "b", "ba": None}}, None)
+    verdicts = {"gpt-3.5-turbo": {"ab": "tie", "ba": None}, "pandalm-7b": {"ab": "b", "ba": None}}
+    key, v, stronger_tie = pick_judge(verdicts, None)
     assert key == "pandalm-7b" and stronger_tie
     rows = [{"source": "llmbar", "subset": "s", "id": "1", "prompt": "p", "response_a": "x", "response_b": True,
              "human_label": "a", "llm_labels": labels}]
