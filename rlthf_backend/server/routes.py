@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from rlthf_backend.jobs.connection import RedisUnavailable
 from rlthf_backend.jobs.dispatch import TRAINING_EVENTS, ProjectMissing, QueueFull, only_skips
-from rlthf_backend.labelstudio.config import LabelConfigError, parse_label_config
 from rlthf_backend.labelstudio.predict import predict_tasks
 from rlthf_backend.server import metrics
 from rlthf_backend.server.context import BackendContext
 from rlthf_backend.server.validation import (
     BadRequest,
+    extra_params,
     json_body,
+    label_config,
     optional_json_body,
     optional_project_id,
-    parse_json,
     query_project_id,
+    tasks_list,
     webhook_action,
     webhook_project_id,
 )
@@ -32,25 +32,9 @@ from rlthf_backend.server.validation import (
 log = logging.getLogger(__name__)
 bp = Blueprint("ml_backend", __name__)
 
-__all__ = ["BadRequest", "bp"]
-
 
 def _ctx() -> BackendContext:
     return current_app.extensions["rlthf"]
-
-
-def _extra_params(value: Any) -> dict[str, Any]:
-    """``extra_params`` arrives as stored in Label Studio: an object, a JSON string, or nothing."""
-    if value in (None, ""):
-        return {}
-    if isinstance(value, str):
-        try:
-            value = parse_json(value)
-        except BadRequest as exc:
-            raise BadRequest(f"extra_params: {exc}".replace("request body", "the text")) from None
-    if not isinstance(value, dict):
-        raise BadRequest(f"extra_params must be a JSON object, got {type(value).__name__}")
-    return value
 
 
 @bp.get("/health")
@@ -72,11 +56,8 @@ def health() -> Response:
 def setup() -> Response:
     body = json_body()
     ctx = _ctx()
-    try:
-        parse_label_config(body.get("schema"))
-    except LabelConfigError as exc:
-        raise BadRequest(f"unsupported label config: {exc}") from exc
-    _extra_params(body.get("extra_params"))
+    label_config(body.get("schema"))
+    extra_params(body.get("extra_params"))
     project_id = optional_project_id(body.get("project"), uid=True)
     if project_id is not None:
         ctx.schedule_webhook_auth_fix(project_id)
@@ -87,16 +68,8 @@ def setup() -> Response:
 def predict() -> Response:
     body = json_body()
     ctx = _ctx()
-    tasks = body.get("tasks")
-    if not isinstance(tasks, list):
-        raise BadRequest("'tasks' must be a list of Label Studio tasks")
-    try:
-        config = parse_label_config(body.get("label_config"))
-    except LabelConfigError as exc:
-        raise BadRequest(f"unsupported label config: {exc}") from exc
-    if not all(isinstance(t, dict) for t in tasks):
-        raise BadRequest("every item of 'tasks' must be a JSON object")
-
+    tasks = tasks_list(body.get("tasks"))
+    config = label_config(body.get("label_config"))
     model_version = ctx.model_version
     outcomes = predict_tasks(config, tasks, ctx.judge)
     for o in outcomes:

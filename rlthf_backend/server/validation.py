@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import request
 
+from rlthf_backend.labelstudio.config import LabelConfigError, PairwiseConfig, parse_label_config
 from rlthf_backend.labelstudio.project_id import InvalidProjectId, parse_project_id
 
 #: Deepest JSON nesting accepted (Label Studio's payloads are under 10 levels deep).
@@ -113,6 +114,37 @@ def query_project_id(required: bool = True) -> int | None:
     if not raw and required:
         raise BadRequest("the query parameter 'project' is required, e.g. ?project=1")
     return optional_project_id(raw, where="?project")
+
+
+def label_config(value: Any) -> PairwiseConfig:
+    """``schema`` (``/setup``) or ``label_config`` (``/predict``): a pairwise config we can read."""
+    try:
+        return parse_label_config(value)
+    except LabelConfigError as exc:
+        raise BadRequest(f"unsupported label config: {exc}") from exc
+
+
+def tasks_list(value: Any) -> list[dict[str, Any]]:
+    """``/predict``'s tasks: a list of objects (each task's own fields fail alone, in its result)."""
+    if not isinstance(value, list):
+        raise BadRequest("'tasks' must be a list of Label Studio tasks")
+    if not all(isinstance(t, dict) for t in value):
+        raise BadRequest("every item of 'tasks' must be a JSON object")
+    return value
+
+
+def extra_params(value: Any) -> dict[str, Any]:
+    """``extra_params`` arrives as stored in Label Studio: an object, a JSON string, or nothing."""
+    if value in (None, ""):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = parse_json(value)
+        except BadRequest as exc:
+            raise BadRequest(f"extra_params: {exc}".replace("request body", "the text")) from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"extra_params must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def webhook_action(body: dict[str, Any]) -> str:
