@@ -128,6 +128,10 @@ def _settings_options(names: tuple[str, ...]):
     return decorate
 
 
+def _dashed(loc: tuple) -> str:
+    return "-".join(str(part) for part in loc).replace("_", "-")
+
+
 def _settings_with(overrides: dict[str, str | None]) -> Settings:
     """The settings of this process (environment, ``.env``) with the given flags applied."""
     import json
@@ -143,7 +147,7 @@ def _settings_with(overrides: dict[str, str | None]) -> Settings:
     try:
         return Settings(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"--{_dashed(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise click.UsageError(problems) from None
 
 
@@ -155,7 +159,8 @@ def _settings_with(overrides: dict[str, str | None]) -> Settings:
               "(default: the strongest judge present per pair)")
 @click.option("--budgets", default="2,4,6,8,10,15,20", show_default=True, help="% of the pool sent to people")
 @click.option("--seeds", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option("--out", "out_dir", default="results/simulate", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", default="results/simulate", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
 @click.option("--limit", default=None, type=click.IntRange(min=2), help="use only the first N pairs (quick runs)")
 @click.option("--also", "also", multiple=True, metavar="STRATEGY",
               help="another strategy to compare (repeatable); the configured one and every baseline always run")
@@ -174,9 +179,11 @@ def simulate(data_path: Path, judges: str | None, budgets: str, seeds: int, out_
     try:
         budget_list = [float(b) for b in budgets.split(",") if b.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated percentages, got {budgets!r}", param_hint="--budgets") from None
+        raise click.BadParameter(f"expected comma-separated percentages, got {budgets!r}",
+                                 param_hint="--budgets") from None
     if not budget_list or any(not 0 < b <= 100 for b in budget_list):
-        raise click.BadParameter(f"every budget must be a percentage in (0, 100], got {budgets!r}", param_hint="--budgets")
+        raise click.BadParameter(f"every budget must be a percentage in (0, 100], got {budgets!r}",
+                                 param_hint="--budgets")
     engine = settings.engine_config()
     run_simulate_command(
         data_path=data_path,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from rlthf_backend.core.types import Judgment
+from rlthf_backend.core.types import Judgment, json_safe
 from rlthf_backend.registry import ModelRegistry, VersionInfo, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -142,7 +141,7 @@ class RoundRecord:
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "tasks"}
         d["tasks"] = {str(t): decision.to_json() for t, decision in self.tasks.items()}
-        return _finite(d)
+        return json_safe(d)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> RoundRecord:
@@ -243,7 +242,7 @@ def newest_round_version(registry: ModelRegistry, project_id: int) -> VersionInf
 
 def append_round_log(registry: ModelRegistry, project_id: int, line: RoundLogLine) -> None:
     with open(registry.project_dir(project_id) / ROUNDS_LOG, "a", encoding="utf-8") as f:
-        f.write(json.dumps(_finite(asdict(line)), default=str) + "\n")
+        f.write(json.dumps(json_safe(asdict(line)), default=str) + "\n")
 
 
 def read_round_log(registry: ModelRegistry, project_id: int) -> list[RoundLogLine]:
@@ -260,20 +259,3 @@ def read_round_log(registry: ModelRegistry, project_id: int) -> list[RoundLogLin
         except (json.JSONDecodeError, TypeError) as exc:
             log.warning("%s: skipping an unreadable line (%s)", path, exc)  # a writer killed mid-line
     return lines
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: NaN / inf become None, numpy scalars plain numbers."""
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _finite(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    return value

@@ -173,7 +173,8 @@ class Settings(BaseSettings):
         "heads; CPU, seconds) or trl (TRL RewardTrainer fine-tuning a backbone; GPU workers)."
     )
     rm_encoder: str = _knob(EmbeddingRewardConfig, "encoder", description=(
-        "embedding RM: sentence-transformers encoder, a HF id or local folder (`all-MiniLM-L6-v2` is the packaged copy)."))
+        "embedding RM: sentence-transformers encoder, a HF id or local folder (`all-MiniLM-L6-v2` is the "
+        "packaged copy)."))
     rm_heads: int = _knob(EmbeddingRewardConfig, "n_ensemble", ge=1, description=(
         "embedding RM: Bradley-Terry heads trained on bootstrap resamples (their spread is evidence)."))
     rm_max_seq_length: int = _knob(EmbeddingRewardConfig, "max_seq_length", gt=0, description=(
@@ -268,7 +269,8 @@ class Settings(BaseSettings):
             paper=PaperConfig(alpha_schedule=tuple(self.paper_alpha_schedule),
                               beta_schedule=tuple(self.paper_beta_schedule),
                               flip_beyond_reflection=self.paper_flip_beyond_reflection),
-            rounds=RoundPolicy(batch_fraction=self.human_batch_fraction, round_every_n_labels=self.round_every_n_labels),
+            rounds=RoundPolicy(batch_fraction=self.human_batch_fraction,
+                               round_every_n_labels=self.round_every_n_labels),
             seed=self.seed,
         )
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Literal
+
+import numpy as np
 
 Label = Literal["a", "b", "tie"]
 LABELS: tuple[Label, ...] = ("a", "b", "tie")
@@ -118,3 +121,21 @@ class Judgment:
     @classmethod
     def failure(cls, model: str, reason: str, status: JudgeStatus = JudgeStatus.ERROR, **kw: Any) -> "Judgment":
         return cls(label=None, prob=None, status=status, model=model, reason=reason, **kw)
+
+
+def json_safe(value: Any) -> Any:
+    """A copy of ``value`` that ``json.dumps`` writes as strict JSON: numpy arrays and scalars
+    become plain lists and numbers, NaN and infinities None, mapping keys strings."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value

@@ -54,7 +54,8 @@ def dataset_card(data: CuratedDataset, title: str | None = None) -> str:
         + (f", {data.counts.get('dropped', 0)} kept and marked `dropped`" if data.include_dropped else "") + ".",
     ]
     if data.min_confidence is not None:
-        lines.append(f"Rows with confidence below {data.min_confidence} left out: {data.left_out.get('low_confidence', 0)}.")
+        left = data.left_out.get("low_confidence", 0)
+        lines.append(f"Rows with confidence below {data.min_confidence} left out: {left}.")
     lines += [
         f"Pairs without any label (no annotation, no judge verdict): {data.left_out.get('no_label', 0)}.",
         "",

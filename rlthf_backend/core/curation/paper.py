@@ -141,7 +141,8 @@ def plan_paper_round(
                     "batch_start": batch_start, "n_candidates": n_c}
     plan.note("curve points", {"n_candidates": n_c, "config": vars(cfg.points)}, pts.as_dict())
     plan.note("regions", {"beta": beta, "batch_size": b, "keep_end": keep_end, "reflection": pts.reflection},
-              {"keep": len(keep), "hold": len(hold), "human": len(batch), "flip": len(beyond) if cfg.flip_beyond_reflection else 0})
+              {"keep": len(keep), "hold": len(hold), "human": len(batch),
+               "flip": len(beyond) if cfg.flip_beyond_reflection else 0})
     if b > 0 and len(batch) == 0:
         plan.stop, plan.stop_reason = True, "no pairs left of the reflection point to ask"
     return plan

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from rlthf_backend.core.types import json_safe
+
 STATUSES = ("labelled", "human", "keep", "flip", "drop", "hold")
 
 
@@ -94,10 +96,10 @@ class RoundPlan:
             "strategy": self.strategy,
             "round_index": self.round_index,
             "counts": self.counts(),
-            "summary": _jsonable(self.summary),
+            "summary": json_safe(self.summary),
             "stop": self.stop,
             "stop_reason": self.stop_reason,
-            "log": [_jsonable(e.as_dict()) for e in self.log],
+            "log": [json_safe(e.as_dict()) for e in self.log],
         }
         if with_pairs:
             d["pairs"] = {
@@ -106,7 +108,7 @@ class RoundPlan:
                 "audit": self.audit.tolist(),
                 "label_a_preferred": self.label_a_preferred.tolist(),
                 "train_weight": self.train_weight.tolist(),
-                "scores": {k: _jsonable(v) for k, v in self.scores.items()},
+                "scores": {k: json_safe(v) for k, v in self.scores.items()},
             }
         return d
 
@@ -139,21 +141,3 @@ def assign_human_batch(plan: RoundPlan, ordered_indices: np.ndarray, audit_mask:
     plan.human_rank[idx] = np.arange(len(idx))
     if audit_mask is not None:
         plan.audit[idx] = np.asarray(audit_mask, dtype=bool)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()] if value.dtype == object else value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value

@@ -7,7 +7,8 @@ with the label), a flat middle, and a steep negative tail (the RM strongly disag
 How each point is found (the paper only says "first-order derivative"):
 
 1. The curve is smoothed with a centred moving average of width ``smooth_fraction * n`` (odd,
-   at least 1; the ends padded by point reflection so linear ends stay linear) so that single outliers do not create corners.
+   at least 1; the ends padded by point reflection so linear ends stay linear) so that single outliers do not
+   create corners.
 2. The *split* is the rank where the smoothed curve is flattest (smallest absolute first
    difference, averaged over the same window); it separates the convex head from the concave tail.
 3. The *elbow* is Kneedle (Satopaa et al. 2011, the ``kneed`` package, sensitivity ``S``) on the
@@ -108,7 +109,8 @@ def _kneedle(y: np.ndarray, curve: str) -> int | None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # kneed warns "no knee found"; None says the same
-        locator = KneeLocator(np.arange(len(y), dtype=float), y, S=_kneedle.sensitivity, curve=curve, direction="decreasing")
+        locator = KneeLocator(np.arange(len(y), dtype=float), y, S=_kneedle.sensitivity, curve=curve,
+                              direction="decreasing")
     if locator.knee is None:
         return None
     return int(round(float(locator.knee)))

@@ -203,7 +203,10 @@ class CurationState:
         return out
 
     def with_human_labels(
-        self, indices: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray, audited: Sequence[bool] | np.ndarray | None = None
+        self,
+        indices: Sequence[int] | np.ndarray,
+        labels: Sequence[int] | np.ndarray,
+        audited: Sequence[bool] | np.ndarray | None = None,
     ) -> "CurationState":
         """A copy with people's answers recorded (labels: HUMAN_A / HUMAN_B / HUMAN_TIE)."""
         idx = np.asarray(indices, dtype=int)

@@ -14,7 +14,8 @@ ships LLM labels), the Label Studio task data carries:
   ``llm_label`` the first entry is the primary judge; with it, ``llm_label`` (and
   ``llm_label_swapped``) is the primary and every entry another member.
 
-``llm_label`` (or the primary entry's verdict) is taken as the label. Without ``llm_prob`` its probability is the share of the
+``llm_label`` (or the primary entry's verdict) is taken as the label. Without ``llm_prob`` its
+probability is the share of the
 stored verdicts that agree with it (1.0 when alone or confirmed, 0.5 when the swapped verdict
 disagrees), matching what the live judges report without token probabilities.
 """

@@ -24,7 +24,9 @@ class RewardModelSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def reward_model_factory(kind: str, overrides: dict[str, Any], shared: dict[str, Any] | None = None) -> RewardModelFactory:
+def reward_model_factory(
+    kind: str, overrides: dict[str, Any], shared: dict[str, Any] | None = None
+) -> RewardModelFactory:
     """A factory of fresh, unfitted reward models of ``kind``.
 
     Embedding models made by one factory share one encoder, and so its in-memory and disk caches:

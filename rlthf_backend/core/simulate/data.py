@@ -22,7 +22,8 @@ judge with an a/b verdict in some order. GPT-4 first, then ChatGPT / gpt-3.5-tur
 open models, following the agreement with human labels reported by LLMBar (Zeng et al. 2024)
 and PandaLM; within a model, the plain "Vanilla_NoRules" prompt first, as the paper's
 zero-shot pre-labeller. If that judge or a stronger one skipped on the way called the pair a tie,
-it is flagged ``tie``; if the chosen judge's (a, b)-order verdict is unreadable, ``parse_failed``. A pair whose judges never
+it is flagged ``tie``; if the chosen judge's (a, b)-order verdict is unreadable, ``parse_failed``.
+A pair whose judges never
 expressed a preference gets a seeded placeholder label flagged ``tie``/``parse_failed``.
 """
 

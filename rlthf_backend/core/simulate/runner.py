@@ -22,7 +22,6 @@ labels, accuracy on the held-out pairs, per seed.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -40,6 +39,7 @@ from rlthf_backend.core.reward.factory import (
 )
 from rlthf_backend.core.simulate.data import LabelledPool, load_pool
 from rlthf_backend.core.simulate.replay import ReplayOutcome, heldout_rm_accuracy, replay, split_pool
+from rlthf_backend.core.types import json_safe
 
 #: Reference strategies that always run beside the configured one.
 BASELINES = ("llm_only", "random", "oracle", "paper", "swap_first")
@@ -131,7 +131,8 @@ def format_table(results: dict, strategies: Sequence[str], budgets: Sequence[flo
         cells = []
         for b in budgets:
             r = results.get(s, {}).get(_budget_key(b))
-            cells.append(f"{100 * r['all_pairs_accuracy_mean']:.1f} +- {100 * r['all_pairs_accuracy_std']:.1f}" if r else "-")
+            cells.append(f"{100 * r['all_pairs_accuracy_mean']:.1f} +- {100 * r['all_pairs_accuracy_std']:.1f}"
+                         if r else "-")
         lines.append(f"{s:<11}" + "".join(f"{c:>21}" for c in cells))
     lines += ["", "kept-set precision % [kept % of pool] | flips (precision %) | held-out RM accuracy %", head]
     for s in strategies:
@@ -174,7 +175,9 @@ def plot_results(results: dict, strategies: Sequence[str], budgets: Sequence[flo
     plt.close(fig)
 
 
-def eval_rm_for_seed(rm: RewardModelSpec, pool: LabelledPool, shared: dict[str, Any]) -> tuple[RewardModelFactory, dict]:
+def eval_rm_for_seed(
+    rm: RewardModelSpec, pool: LabelledPool, shared: dict[str, Any]
+) -> tuple[RewardModelFactory, dict]:
     """The evaluation RM of one seed: ``rm``'s kind, a 5-head embedding ensemble whose L2
     coefficient is chosen once on the pool's LLM labels (the same for every strategy)."""
     options = {**rm.options, **EVAL_RM_OPTIONS} if rm.kind == "embedding" else dict(rm.options)
@@ -220,7 +223,9 @@ def simulate(
     return outcomes, per_seed
 
 
-def rm_ceiling(pool: LabelledPool, seeds: int, eval_rm: RewardModelFactory, heldout_fraction: float = HELDOUT_FRACTION) -> list[float]:
+def rm_ceiling(
+    pool: LabelledPool, seeds: int, eval_rm: RewardModelFactory, heldout_fraction: float = HELDOUT_FRACTION
+) -> list[float]:
     """Held-out accuracy of the evaluation RM trained on all pool human labels, per seed.
 
     Sides are shuffled per pair with the seed first (in chosen/rejected data a is always the
@@ -295,7 +300,8 @@ def run_simulate_command(
         m, s = _mean_std(accs)
         doc.update({"mode": "rm_ceiling", "judges": None, "rm_ceiling": {
             "heldout_rm_accuracy_mean": m, "heldout_rm_accuracy_std": s, "per_seed": accs,
-            "what": "evaluation RM trained on every pool pair's human label (sides shuffled per seed), accuracy on held-out pairs"}})
+            "what": "evaluation RM trained on every pool pair's human label (sides shuffled per seed), "
+                    "accuracy on held-out pairs"}})
         echo(f"{data_path.name}: {len(pool)} pairs, human labels only -> RM capacity ceiling "
              f"({rm.kind}, trained on human labels): held-out accuracy {100 * m:.1f}% +- {100 * s:.1f} "
              f"over {seeds} seeds ({', '.join(f'{100 * a:.1f}' for a in accs)})")
@@ -327,13 +333,14 @@ def run_simulate_command(
              f"per round, reward model {rm.kind}")
         echo(format_table(results, names, budgets))
         echo(f"RM ceiling (evaluation RM trained on all pool human labels): held-out "
-             f"{100 * doc['rm_ceiling']['heldout_rm_accuracy_mean']:.1f}% +- {100 * doc['rm_ceiling']['heldout_rm_accuracy_std']:.1f}")
+             f"{100 * doc['rm_ceiling']['heldout_rm_accuracy_mean']:.1f}% "
+             f"+- {100 * doc['rm_ceiling']['heldout_rm_accuracy_std']:.1f}")
         echo(describe_targets(doc["targets"], engine.strategy))
         plot_results(results, names, budgets, out_dir / "all_pairs_accuracy.png",
                      f"{data_path.name}: {len(pool)} pairs, {seeds} seeds")
         echo(f"plot: {out_dir / 'all_pairs_accuracy.png'}")
     doc["seconds"] = time.perf_counter() - t0
-    (out_dir / "results.json").write_text(json.dumps(_finite(doc), indent=1))
+    (out_dir / "results.json").write_text(json.dumps(json_safe(doc), indent=1))
     echo(f"results: {out_dir / 'results.json'} ({doc['seconds']:.0f}s)")
     return doc
 
@@ -352,18 +359,3 @@ def describe_targets(t: dict[str, Any], default: str) -> str:
         lines.append(f"  at {t['at_budget']:g}%: {t['gain_vs_random_ratio']:.2f}x random's gain, "
                      f"{100 * t['share_of_oracle_gain']:.0f}% of the oracle's => {'MET' if t['met'] else 'NOT MET'}")
     return "\n".join(lines)
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: NaN / inf become None, numpy scalars plain numbers."""
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
