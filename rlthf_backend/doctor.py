@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -100,7 +101,7 @@ def _detail(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip().replace("\n", " ")[:300]
+        body = response.text
     if isinstance(body, dict):
         # Label Studio answers a failed validation with detail "Validation error" and the reasons
         # in validation_errors: the reasons first.
@@ -108,8 +109,10 @@ def _detail(response: httpx.Response) -> str:
             if body.get(key):
                 body = body[key]
                 break
+    if isinstance(body, dict):  # {"field": ["reason", ...]}: the reasons, in words
+        body = " ".join(str(r) for rs in body.values() for r in (rs if isinstance(rs, list) else [rs]))
     text = body if isinstance(body, str) else json.dumps(body)
-    return " ".join(text.split())[:400]
+    return " ".join(re.sub(r"<[^>]+>", "", text).split())[:400]  # Label Studio puts HTML links in some
 
 
 def _is_jwt(token: str) -> bool:
