@@ -74,3 +74,20 @@ def test_queue_check_is_none_without_a_queue_and_round_trips_through_its_file(tm
     assert json.loads((tmp_path / "7" / "queue_check.json").read_text())["share_first"] == 0.4
     (tmp_path / "7" / "queue_check.json").write_text("{not json")
     assert read_check(tmp_path / "7") is None
+
+
+def test_every_demo_judge_is_a_valid_backend_configuration():
+    from click.testing import CliRunner
+
+    from rlthf_backend.cli import main
+    from rlthf_backend.demo.run import DEFAULT_DEMO_JUDGE, DEMO_JUDGES, JUDGE_NAMES
+    from rlthf_backend.settings import Settings
+
+    assert DEFAULT_DEMO_JUDGE == "precomputed" and set(JUDGE_NAMES) == set(DEMO_JUDGES)
+    assert Settings(_env_file=None, **DEMO_JUDGES["precomputed"]).judge == "precomputed"
+    live = Settings(_env_file=None, **DEMO_JUDGES["smollm2"])
+    assert (live.judge, live.transformers_model) == ("transformers", "smollm2")
+    help_text = CliRunner().invoke(main, ["demo", "--help"]).output
+    assert "[default: precomputed]" in help_text and "smollm2" in help_text
+    refused = CliRunner().invoke(main, ["demo", "--judge", "gpt-5"])
+    assert refused.exit_code == 2 and "gpt-5" in refused.output
