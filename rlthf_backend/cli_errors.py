@@ -42,6 +42,10 @@ def describe(exc: BaseException) -> str:
             loc = tuple(err.get("loc") or ())
             problems.append(f"{_setting_name(loc)}: {message}" if loc else message)
         return _one_line("configuration: " + "; ".join(problems))
+    if type(exc).__name__ == "ApiError" and hasattr(exc, "status_code"):  # the Label Studio SDK's
+        from rlthf_backend.labelstudio.client import describe_api_error
+
+        return _one_line(f"Label Studio answered {describe_api_error(exc)}")
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         return _one_line(f"{exc.strerror}{where}")

@@ -99,6 +99,12 @@ def test_export_against_something_that_is_not_label_studio(tmp_path, not_label_s
     assert "<html" not in done.stderr.lower() and len(last) < 400
 
 
+def test_prelabel_against_something_that_is_not_label_studio(tmp_path, not_label_studio):
+    done = run_cli(tmp_path, "prelabel", "--project", "1", LABEL_STUDIO_URL=not_label_studio, LABEL_STUDIO_API_KEY="t")
+    assert_one_line_error(done, "HTML page", "LABEL_STUDIO_URL")
+    assert "<html" not in done.stderr.lower()
+
+
 def test_train_without_label_studio_is_one_line(tmp_path):
     assert_one_line_error(run_cli(tmp_path, "train", "--project", "1"), "LABEL_STUDIO_API_KEY")
 
