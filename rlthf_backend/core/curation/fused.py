@@ -59,9 +59,11 @@ SuspectPolicy = Literal["drop", "flip", "keep", "ask"]
 class FusedConfig:
     """Knobs of the fused strategy (each documented once, in its ``help``)."""
 
-    audit_fraction: float = field(default=0.1, metadata={"help": (
-        "Share of each human batch drawn uniformly at random (the audit slice), until audit_enough audited "
-        "answers exist; then one pair per round.")})
+    audit_fraction: float = field(default=0.05, metadata={"help": (
+        "Share of each human batch drawn uniformly at random (the audit slice, in expectation), until "
+        "audit_enough audited answers exist; then one pair per round. Each audit is a random pair, about as "
+        "often wrong as the pool, where a targeted pair is far more often wrong: audits buy unbiased "
+        "estimates at the price of fixes.")})
     audit_enough: int = field(default=40, metadata={"help": (
         "Audited answers after which the audit slice shrinks to one pair per round (about a +-0.12 interval "
         "on a 20% error rate).")})
@@ -136,13 +138,16 @@ def fused_training_weights(state: CurationState, config: FusedConfig) -> np.ndar
     return w
 
 
-def audit_size(config: FusedConfig, batch: int, audited_so_far: int) -> int:
-    """Pairs of a batch of ``batch`` drawn at random (see :class:`FusedConfig`)."""
+def audit_size(config: FusedConfig, batch: int, audited_so_far: int, rng: np.random.Generator) -> int:
+    """Pairs of a batch of ``batch`` drawn at random (see :class:`FusedConfig`): in expectation
+    ``audit_fraction`` of the batch (a fractional count rounds up with the probability of its
+    fraction, so small batches still audit the configured share on average), one pair once
+    ``audit_enough`` audited answers exist."""
     if config.audit_fraction <= 0 or batch < 2:
         return 0
-    if audited_so_far >= config.audit_enough:
-        return 1
-    return max(1, int(round(config.audit_fraction * batch)))
+    expected = 1.0 if audited_so_far >= config.audit_enough else config.audit_fraction * batch
+    whole = int(np.floor(expected))
+    return min(batch, whole + int(rng.random() < expected - whole))
 
 
 def _interleave(targeted: np.ndarray, audit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -200,8 +205,8 @@ def plan_fused_round(
     # --- human batch: audit slice + hardest candidates -------------------------------------
     cand = np.flatnonzero(~state.labelled)
     b = max(0, min(int(human_batch_size), len(cand)))
-    n_audit = audit_size(cfg, b, audit_m)
     rng = np.random.default_rng([seed, r, 1])
+    n_audit = audit_size(cfg, b, audit_m, rng)
     audit = rng.choice(cand, size=n_audit, replace=False) if n_audit else np.zeros(0, int)
     rest = np.setdiff1d(cand, audit)
     # hardest first; ties broken by a seeded shuffle, not file order
