@@ -108,8 +108,8 @@ class TaskDecision:
     scores: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "label": self.label, "rank": self.rank, "audit": self.audit,
-                "margin": self.margin, "p_wrong": self.p_wrong, **self.scores}
+        return {**self.scores, "status": self.status, "label": self.label, "rank": self.rank, "audit": self.audit,
+                "margin": self.margin, "p_wrong": self.p_wrong}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> TaskDecision:

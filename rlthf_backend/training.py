@@ -25,7 +25,14 @@ import httpx
 import numpy as np
 from label_studio_sdk.core.api_error import ApiError
 
-from rlthf_backend.core.curation import CurationState, JudgeEvidence, RoundPlan, plan_next_round, round_due
+from rlthf_backend.core.curation import (
+    CurationState,
+    JudgeEvidence,
+    RoundPlan,
+    RoundPolicy,
+    plan_next_round,
+    round_due,
+)
 from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE
 from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.reward.factory import round_factory
@@ -92,13 +99,13 @@ def state_from_pool(pool: ProjectPool, evidence: JudgeEvidence, carried: Carried
     )
 
 
-def why_round_now(pool: ProjectPool, carried: CarriedState, settings: Settings, forced: bool) -> str | None:
+def why_round_now(pool: ProjectPool, carried: CarriedState, policy: RoundPolicy, forced: bool) -> str | None:
     """The core's round trigger, fed with this project's numbers."""
     labelled = {t for t, h in zip(pool.task_ids, pool.human) if h != HUMAN_NONE}
     present = set(pool.task_ids)
     pending = [t for t in carried.human_batch if t in present and t not in labelled]
     return round_due(
-        settings.engine_config().rounds,
+        policy,
         first_round=carried.predictions_version is None,
         batch_asked=len(carried.human_batch),
         batch_left=len(pending),
@@ -166,7 +173,7 @@ def run_training(
     registry = ModelRegistry(settings.resolved_model_dir, settings.model_title)
     carried = CarriedState.read(registry.latest(project_id))
     state = state_from_pool(pool, evidence, carried)
-    reason = why_round_now(pool, carried, settings, force_round)
+    reason = why_round_now(pool, carried, engine.rounds, force_round)
 
     plan: RoundPlan | None = None
     if reason:
@@ -292,6 +299,8 @@ def round_record(pool: ProjectPool, plan: RoundPlan, margins: np.ndarray, reason
     plan_doc = plan.as_dict(with_pairs=False)
     per_pair = {k: np.asarray(v) for k, v in plan.scores.items() if np.ndim(v) == 1 and len(v) == len(plan.status)}
     p_wrong = per_pair.pop("p_wrong", None)
+    if "margin" in per_pair:  # the margin the strategy decided on (cross-fitted for fused), beside the published one
+        per_pair["round_margin"] = per_pair.pop("margin")
     tasks = {}
     for i, t in enumerate(pool.task_ids):
         tasks[t] = TaskDecision(
