@@ -46,8 +46,9 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *needles: str, stat
         ({"RLTHF_LOG_LEVEL": "loud"}, "RLTHF_LOG_LEVEL"),
         ({"RLTHF_JUDGE_MAX_CHARS": "-5"}, "RLTHF_JUDGE_MAX_CHARS"),
         ({"RLTHF_JUDGE": "openai"}, "OpenAI"),  # no key, no base URL: the client cannot be made
+        ({"RLTHF_MODEL_DIR": "/etc/hostname/models"}, "cannot be written"),
     ],
-    ids=["only-user", "only-pass", "log-level", "negative-limit", "openai-without-key"],
+    ids=["only-user", "only-pass", "log-level", "negative-limit", "openai-without-key", "registry-unwritable"],
 )
 def test_serve_refuses_a_configuration_that_cannot_work_in_one_line(tmp_path, env, needle):
     done = run_cli(tmp_path, "serve", "--port", "1", **env)
