@@ -314,3 +314,5 @@ def test_simulate_builds_a_panel_from_a_dataset(tmp_path):
     assert pool.evidence.panel_disagreement.tolist() == pytest.approx([1.0, 0.0])
     single = load_pool(path, judges=["J1"])
     assert np.isnan(single.evidence.panel_disagreement).all()
+    either = load_pool(path, judges=["J1|J2"])  # alternatives: J2 supplies the label where J1 is absent
+    assert len(either) == 3 and either.judge_counts == {"J1": 2, "J2": 1}
