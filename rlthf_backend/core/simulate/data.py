@@ -141,12 +141,14 @@ def pick_judge(llm_labels: dict, pattern: str | None) -> tuple[str | None, dict,
 
     Returns ``(key, verdicts, stronger_tie)``. With ``pattern`` (a key or a shell-style
     pattern; ``A|B`` tries B where nothing matches A) only matching keys are used: the first
-    (sorted) with an a or b verdict, else the first at all. Otherwise: the first preference pattern with a judge that gave a or b in some
-    order; ``stronger_tie`` is True when a preferred judge skipped on the way called it a tie."""
+    (sorted) with an a or b verdict, else the first at all. Otherwise: the first preference
+    pattern with a judge that gave a or b in some order; ``stronger_tie`` is True when a preferred
+    judge skipped on the way called it a tie."""
     if pattern is not None:
         for alternative in pattern.split("|"):  # "GPT-4/*|gpt-3.5-turbo": the first alternative present
             keys = sorted(k for k in llm_labels if fnmatch.fnmatchcase(k, alternative))
-            decisive = [k for k in keys if {(llm_labels[k] or {}).get(o) for o in ("ab", "ba")} & {"a", "b"}]
+            decisive = [k for k in keys
+                        if {(llm_labels[k] or {}).get(o) for o in ("ab", "ba")} & {"a", "b"}]
             key = (decisive or keys or [None])[0]
             if key is not None:
                 return key, llm_labels[key] or {}, False
