@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from rlthf_backend.jobs import status
 from rlthf_backend.jobs.connection import CircuitBreaker, RedisUnavailable, redis_from_settings
 from rlthf_backend.jobs.embedded import embedded_redis
-from rlthf_backend.jobs.queue import Enqueued, QueueFull, enqueue_training
+from rlthf_backend.jobs.queue import Enqueued, ProjectMissing, QueueFull, enqueue_training
 from rlthf_backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,6 @@ def only_skips(body: dict[str, Any]) -> bool:
     anns = body.get("annotations") if isinstance(body.get("annotations"), list) else [body.get("annotation")]
     anns = [a for a in anns if isinstance(a, dict)]
     return bool(anns) and all(a.get("was_cancelled") for a in anns)
-
-
-class ProjectMissing(RuntimeError):
-    """Label Studio said a moment ago that it has no such project: nothing is queued for it."""
 
 
 __all__ = ["TRAINING_EVENTS", "ProjectMissing", "QueueFull", "TrainingDispatcher", "only_skips"]
@@ -71,15 +67,7 @@ class TrainingDispatcher:
 
     def submit(self, project_id: int, reason: str, *, force_round: bool = False) -> Enqueued:
         """Queue (or join) a training; ProjectMissing or QueueFull when it is not queued."""
-
-        def go(r: Redis) -> Enqueued:
-            missing = status.missing_project(r, project_id)
-            if missing is not None:
-                raise ProjectMissing(f"{missing} (checked in the last {status.MISSING_PROJECT_MEMORY_S // 60} "
-                                     "minutes); not queued")
-            return enqueue_training(r, self.settings, project_id, reason, force_round=force_round)
-
-        return self._call(go)
+        return self._call(lambda r: enqueue_training(r, self.settings, project_id, reason, force_round=force_round))
 
     def project_status(self, project_id: int) -> dict[str, Any]:
         return self._call(lambda r: status.read(r, project_id))

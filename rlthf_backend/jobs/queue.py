@@ -50,6 +50,10 @@ class QueueFull(RuntimeError):
     """The queue holds ``max_queued_trainings`` already; this project is not added."""
 
 
+class ProjectMissing(RuntimeError):
+    """Label Studio said a moment ago that it has no such project: nothing is queued for it."""
+
+
 @dataclass(frozen=True)
 class Enqueued:
     job_id: str
@@ -65,13 +69,20 @@ def enqueue_training(
 ) -> Enqueued:
     """Queue a training of ``project_id`` unless one is already queued (then join it).
 
-    Raises :class:`QueueFull` for a project with nothing queued when ``max_queued_trainings``
-    trainings wait already: webhooks naming endless invented projects cannot grow the queue.
+    A project with nothing queued is refused, before any of its keys is written, with
+    :class:`ProjectMissing` while Label Studio is remembered not to have it, and with
+    :class:`QueueFull` when ``max_queued_trainings`` trainings wait already: webhooks naming
+    endless invented projects can grow neither the queue nor Redis.
     """
     queue = training_queue(redis, settings)
-    if not redis.exists(pending_key(project_id)) and queue.count >= settings.max_queued_trainings:
-        raise QueueFull(f"the training queue is full ({settings.max_queued_trainings} trainings waiting, "
-                        "RLTHF_MAX_QUEUED_TRAININGS); the project's next event queues it")
+    if not redis.exists(pending_key(project_id)):  # a new training: refused before any key is written
+        missing = status.missing_project(redis, project_id)
+        if missing is not None:
+            raise ProjectMissing(f"{missing} (checked in the last {status.MISSING_PROJECT_MEMORY_S // 60} "
+                                 "minutes); not queued")
+        if queue.count >= settings.max_queued_trainings:
+            raise QueueFull(f"the training queue is full ({settings.max_queued_trainings} trainings waiting, "
+                            "RLTHF_MAX_QUEUED_TRAININGS); the project's next event queues it")
     redis.set(last_event_key(project_id), time.time(), ex=24 * 3600)
     if force_round:  # a unique value, so a job clears only the click it served
         redis.set(force_round_key(project_id), f"{reason}:{uuid.uuid4().hex[:8]}", ex=settings.job_timeout * 4)
