@@ -228,6 +228,9 @@ def test_webhooks_for_many_projects_cannot_queue_unbounded_trainings(tmp_path):
     assert len(queued) <= 5 + 1  # the cap, plus the one the worker thread may have picked up meanwhile
     assert len(queued) + len(refused) == 40
     assert "queue" in refused[0].json["error"]
+    # A refused project left nothing behind in Redis.
+    redis = embedded_redis(settings)
+    assert not list(redis.scan_iter(match="rlthf:project:1039:*"))
     # A project already queued still coalesces (no refusal for it).
     again = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1001}})
     assert again.status_code == 200
@@ -240,6 +243,7 @@ def test_a_project_label_studio_does_not_have_is_not_queued_again(settings, clie
     r = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 4242}})
     assert r.status_code == 200 and r.json["status"] == "ignored"
     assert "no project 4242" in r.json["reason"]
+    assert not redis.exists("rlthf:project:4242:last_event") and not redis.exists("rlthf:project:4242:pending")
     # ...and its record goes when it is no longer remembered, not after the usual 30 days.
     assert 0 < redis.ttl("rlthf:project:4242:status") <= status.MISSING_PROJECT_MEMORY_S
 
