@@ -41,8 +41,8 @@ def main() -> None:
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1), help="threads per worker")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the ML backend (Flask app under gunicorn)."""
-    from rlthf_backend.server.app import check_can_serve
     from rlthf_backend.server.gunicorn import run_gunicorn
+    from rlthf_backend.server.preflight import check_can_serve
 
     check_can_serve(get_settings())  # a configuration that cannot work stops here, in one line
     if not get_settings().redis_url and workers > 1:

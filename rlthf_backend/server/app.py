@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 
 from flask import Flask, Response, g, jsonify, request
@@ -35,27 +34,6 @@ def create_app(settings: Settings | None = None, judge: Judge | None = None) -> 
     _install_request_metrics(app)
     _install_error_handlers(app, settings)
     return app
-
-
-def check_can_serve(settings: Settings) -> None:
-    """Raise (with a message naming the setting) when the configured judge cannot be built.
-
-    ``Settings`` already refuses half-set basic auth and impossible values; this adds what only
-    building the judge tells (its kind, prompt template, client; models load on first use) and
-    whether the model registry can be written. The judgment cache is not checked: without it the
-    backend serves.
-    """
-    from rlthf_backend.core.judges import make_judge
-
-    make_judge(settings, cache=False)
-    # Trainings publish reward models here; a folder that cannot be written fails every one of them.
-    model_dir = settings.resolved_model_dir
-    try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=model_dir).close()
-    except OSError as exc:
-        raise ValueError(f"the model registry {model_dir} (RLTHF_MODEL_DIR, or RLTHF_DATA_DIR/models) cannot be "
-                         f"written: {exc.strerror or exc}") from None
 
 
 def _install_request_metrics(app: Flask) -> None:

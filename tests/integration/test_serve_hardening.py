@@ -46,6 +46,13 @@ def _raw(url: str, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
+def test_workers_count_into_the_metrics_page(backend):
+    """The start-up checks run in gunicorn's master: they must not break the workers' shared metrics."""
+    before = backend.metric("rlthf_webhooks_total", action="TASKS_CREATED")
+    assert backend.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 1}}).status_code == 200
+    assert backend.metric("rlthf_webhooks_total", action="TASKS_CREATED") == before + 1
+
+
 def test_a_too_long_url_is_a_json_414(backend):
     r = httpx.get(backend.url + "/health?x=" + "a" * 10_000, timeout=10)
     assert r.status_code == 414
