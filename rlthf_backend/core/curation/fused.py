@@ -125,10 +125,6 @@ def region_of(p_wrong: np.ndarray, drop_threshold: float) -> np.ndarray:
     return np.where(p > 0.5, "flip_candidate", np.where(p >= drop_threshold, "suspect", "trusted")).astype(object)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
-
-
 def fused_training_weights(state: CurationState, config: FusedConfig) -> np.ndarray:
     """RM weights: ``human_weight`` for human labels, 0 for human ties and pairs the previous
     round left out, 1 otherwise."""
