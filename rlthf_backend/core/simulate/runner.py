@@ -124,7 +124,7 @@ def targets(results: dict, default: str, budgets: Sequence[float], at_budget: fl
 def format_table(results: dict, strategies: Sequence[str], budgets: Sequence[float]) -> str:
     """All-pairs accuracy (mean +- sd, %) per strategy and budget; a second block with kept-set
     precision [kept %], flips (precision %) and held-out RM accuracy."""
-    head = f"{'strategy':<11}" + "".join(f"{_budget_key(b) + '%':>21}" for b in budgets)
+    head = f"{'strategy':<11}" + "".join(f"{_budget_key(b) + '%':>23}" for b in budgets)
     lines = ["all-pairs accuracy % (every pool pair; a pair left out counts with its LLM label), mean +- sd over seeds",
              head]
     for s in strategies:
@@ -133,7 +133,7 @@ def format_table(results: dict, strategies: Sequence[str], budgets: Sequence[flo
             r = results.get(s, {}).get(_budget_key(b))
             cells.append(f"{100 * r['all_pairs_accuracy_mean']:.1f} +- {100 * r['all_pairs_accuracy_std']:.1f}"
                          if r else "-")
-        lines.append(f"{s:<11}" + "".join(f"{c:>21}" for c in cells))
+        lines.append(f"{s:<11}" + "".join(f"{c:>23}" for c in cells))
     lines += ["", "kept-set precision % [kept % of pool] | flips (precision %) | held-out RM accuracy %", head]
     for s in strategies:
         cells = []
@@ -145,7 +145,7 @@ def format_table(results: dict, strategies: Sequence[str], budgets: Sequence[flo
             fp = "" if not np.isfinite(r["flip_precision_mean"]) else f"({100 * r['flip_precision_mean']:.0f})"
             cells.append(f"{100 * r['kept_precision_mean']:.1f}[{100 * r['kept_fraction_mean']:.0f}]|"
                          f"{r['flipped_mean']:.0f}{fp}|{100 * r['heldout_rm_accuracy_mean']:.1f}")
-        lines.append(f"{s:<11}" + "".join(f"{c:>21}" for c in cells))
+        lines.append(f"{s:<11}" + "".join(f"{c:>23}" for c in cells))
     return "\n".join(lines)
 
 
