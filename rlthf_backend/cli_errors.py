@@ -50,7 +50,9 @@ def describe(exc: BaseException) -> str:
         where = f": {exc.filename}" if exc.filename else ""
         return _one_line(f"{exc.strerror}{where}")
     message = str(exc) or type(exc).__name__
-    return _one_line(message if isinstance(exc, click.ClickException) else f"{type(exc).__name__}: {message}")
+    # A ValueError is how this package says "this input is wrong" (naming the input); others keep their type.
+    plain = isinstance(exc, (click.ClickException, ValueError)) and not isinstance(exc, UnicodeError)
+    return _one_line(message if plain else f"{type(exc).__name__}: {message}")
 
 
 class OneLineErrors(click.Group):

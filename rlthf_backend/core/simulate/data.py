@@ -32,6 +32,7 @@ from __future__ import annotations
 import fnmatch
 import gzip
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -101,17 +102,86 @@ class LabelledPool:
 
 def iter_jsonl(path: Path) -> Iterator[dict]:
     """Records of a JSON Lines file, gzip'd (by magic bytes) or plain; blank lines skipped."""
+    for _, record in _numbered_records(path):
+        yield record
+
+
+def _numbered_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of a JSON Lines file; a line that is not a JSON object, or a file
+    that is not readable to its end (a truncated gzip), is a ValueError naming the file and line."""
     path = Path(path)
     with open(path, "rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"
     opener = gzip.open if gz else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{line_no}: not JSON: {exc}") from None
+    line_no = 0
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for line_no, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{path}:{line_no}: not JSON: {exc}") from None
+                    if not isinstance(record, dict):
+                        raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+                    yield line_no, record
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}:{line_no + 1}: not UTF-8 text ({exc.reason})") from None
+    except (EOFError, OSError, zlib.error) as exc:
+        what = "truncated or damaged gzip file" if gz else "unreadable"
+        raise ValueError(f"{path}: {what} after line {line_no} ({exc})") from None
+
+
+_LABELS = ("a", "b", "tie")
+#: Fields every record of a format must have.
+_REQUIRED = {"judged": ("prompt", "response_a", "response_b", "human_label"),
+             "plain": ("prompt", "response_a", "response_b", "human_label"),
+             "chosen_rejected": ("chosen", "rejected")}
+
+
+def _label(value: object, name: str, where: str, *, required: bool = False) -> str | None:
+    """A label as a, b or tie, whatever its case or padding ("A", " Tie "); None when absent.
+    Anything else is a ValueError: a label that is silently dropped would shrink the replay."""
+    if value is None and not required:
+        return None
+    label = value.strip().lower() if isinstance(value, str) else None
+    if label not in _LABELS:
+        raise ValueError(f"{where}: {name} must be a, b or tie (any case), got {value!r}")
+    return label
+
+
+def _checked(rec: dict, fmt: str, where: str) -> dict:
+    """The record with its labels normalised (lower case) after checking its fields."""
+    missing = [name for name in _REQUIRED[fmt] if name not in rec]
+    if missing:
+        raise ValueError(f"{where}: no {', '.join(repr(m) for m in missing)} field (a {fmt} record needs "
+                         f"{', '.join(_REQUIRED[fmt])})")
+    if fmt == "chosen_rejected":
+        for name in ("chosen", "rejected"):
+            if not isinstance(rec[name], str):
+                raise ValueError(f"{where}: {name} must be text, got {type(rec[name]).__name__}")
+        return rec
+    rec = {**rec, "human_label": _label(rec["human_label"], "human_label", where, required=True)}
+    if fmt == "judged":
+        llm_labels = rec.get("llm_labels") or {}
+        if not isinstance(llm_labels, dict):
+            raise ValueError(f"{where}: llm_labels must be an object of judge -> {{ab, ba}}, got "
+                             f"{type(llm_labels).__name__}")
+        checked = {}
+        for judge, verdicts in llm_labels.items():
+            if verdicts is not None and not isinstance(verdicts, dict):
+                raise ValueError(f"{where}: llm_labels[{judge!r}] must be an object with ab / ba, got {verdicts!r}")
+            checked[judge] = {**(verdicts or {}), **{o: _label((verdicts or {}).get(o), f"llm_labels[{judge!r}].{o}",
+                                                                where) for o in ("ab", "ba")}}
+        rec["llm_labels"] = checked
+        return rec
+    for name in ("llm_label", "llm_label_swapped"):
+        if name in rec:
+            rec[name] = _label(rec[name], name, where)
+    p = rec.get("llm_prob")
+    if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1):
+        raise ValueError(f"{where}: llm_prob must be a number from 0 to 1, got {p!r}")
+    return rec
 
 
 def detect_format(record: dict) -> str:
@@ -182,11 +252,14 @@ def load_pool(
     deployed :class:`~rlthf_backend.core.judges.panel.JudgePanel` gives it. ``seed`` fixes the
     placeholder labels of pairs without any LLM preference.
     """
-    records = iter_jsonl(Path(path))
+    records = _numbered_records(Path(path))
     first = next(records, None)
     if first is None:
         raise ValueError(f"{path}: no records")
-    fmt = detect_format(first)
+    try:
+        fmt = detect_format(first[1])
+    except ValueError as exc:
+        raise ValueError(f"{path}:{first[0]}: {exc}") from None
     pairs: list[Pair] = []
     human: list[bool] = []
     groups: list[str] = []
@@ -203,9 +276,10 @@ def load_pool(
     def code(v: object) -> float:
         return 1.0 if v == "a" else 0.0 if v == "b" else np.nan
 
-    for rec in _chain(first, records):
+    for line_no, rec in _chain(first, records):
         if limit is not None and len(pairs) >= limit:
             break
+        rec = _checked(rec, fmt, f"{path}:{line_no}")
         if fmt == "chosen_rejected":
             pc, rc = split_transcript(rec["chosen"])
             pr, rr = split_transcript(rec["rejected"])
@@ -254,6 +328,8 @@ def load_pool(
             prob.append(float(p) if p is not None and ll in ("a", "b") else np.nan)
             panel.append(np.nan)
 
+    if not pairs:
+        raise ValueError(f"{path}: no usable pairs ({ties} with a human tie, {skipped} without the named judge)")
     human_arr = np.asarray(human, dtype=bool)
     if fmt == "chosen_rejected":
         return LabelledPool(pairs, human_arr, None, fmt, {}, groups, 0)
@@ -293,6 +369,6 @@ def _text(value: object) -> str:
     return "" if value is None else value if isinstance(value, str) else str(value)
 
 
-def _chain(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
+def _chain(first: tuple[int, dict], rest: Iterator[tuple[int, dict]]) -> Iterator[tuple[int, dict]]:
     yield first
     yield from rest
