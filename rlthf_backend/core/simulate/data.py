@@ -14,7 +14,9 @@ Three line formats are read (gzip'd or plain JSON Lines, detected per file by it
   labels only (no judge); response a is the chosen one for every pair, so callers that train on
   them must not read anything into the side (the simulator shuffles sides with its seed).
 
-Human ties are dropped (they say nothing about which side is better).
+Human ties are dropped (they say nothing about which side is better). Labels are read in any
+case and padding ("A", " Tie "); anything else, a missing field or a line that is not a JSON
+object is a ValueError naming the file and line, never a silently smaller pool.
 
 Which judge supplies the LLM label of a judged pair: unless a key is given, the first entry of
 :data:`JUDGE_PREFERENCE` (shell-style patterns, strongest first) under which the pair has a
