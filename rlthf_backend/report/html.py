@@ -125,7 +125,7 @@ def _next_step_section(data: ReportData) -> str:
         text += ", by the engine's P(wrong) of each"
         if last.est_wrong_audit is not None:
             text += f"; the audit-based estimate is {last.est_wrong_audit:.1f}"
-        parts.append(f'<p id="wrong-left">{escape(text)}.</p>')
+        parts.append(f'<p id="advice-wrong-left">{escape(text)}.</p>')
     if last.audited_pairs:
         rate = _pct(last.audited_error_rate)
         ci = (f", 95% interval {_pct(last.audited_error_ci[0])}–{_pct(last.audited_error_ci[1])}"

@@ -103,3 +103,11 @@ def test_queue_marks_tasks_already_answered(registry):
     assert "Label Studio was not asked" in unknown and 'class="answered"' not in unknown
 
 
+
+
+def test_element_ids_on_the_page_are_unique(registry):
+    from collections import Counter
+
+    html = render_report(load_report_data(registry, 7), "now")
+    repeated = [i for i, n in Counter(re.findall(r'\sid="([^"]+)"', html)).items() if n > 1]
+    assert repeated == []
