@@ -36,7 +36,7 @@ from rlthf_backend.core.curation import (
 from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE
 from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.reward.factory import round_factory
-from rlthf_backend.labelstudio.client import iter_tasks, make_client
+from rlthf_backend.labelstudio.client import describe_api_error, iter_tasks, make_client
 from rlthf_backend.labelstudio.config import parse_label_config
 from rlthf_backend.labelstudio.pool import ProjectPool, build_pool
 from rlthf_backend.labelstudio.queue_order import QueuedPrediction, queue_scores, write_round
@@ -160,7 +160,7 @@ def run_training(
     except ApiError as exc:
         if exc.status_code == 404:
             raise ProjectNotFound(f"Label Studio has no project {project_id}") from exc
-        raise TrainingError(f"Label Studio answered {exc.status_code} for project {project_id}: {exc.body}") from exc
+        raise TrainingError(f"Label Studio refused project {project_id}: {describe_api_error(exc)}") from exc
     if len(pool) < 2:
         raise TrainingError(f"project {project_id} has {len(pool)} usable pair(s); at least 2 are needed")
     lap("read")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 
+import redis
 from rq import Worker
 from rq.worker_pool import WorkerPool
 
@@ -12,18 +14,51 @@ from rlthf_backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Longest pause between two pings while waiting for Redis to come back.
+MAX_RECONNECT_WAIT_S = 5.0
+
 
 def run_worker(settings: Settings, workers: int = 1, burst: bool = False) -> None:
     """Work the training queue until stopped (or until it is empty, with ``burst``).
 
     The scheduler runs inside the worker: failed trainings are retried with backoff through it.
+    Redis going away never ends the worker: RQ retries while it waits for a job, but an outage
+    at another moment (starting up, registering, a heartbeat) makes it raise or quit, so a
+    worker that stopped without being asked to waits for Redis and starts again.
     """
-    redis = redis_from_settings(settings)
-    redis.ping()  # fail now, with the URL in the message, rather than inside RQ's loop
+    connection = redis_from_settings(settings)
+    connection.ping()  # fail now, with the URL in the message, rather than inside RQ's loop
     log.info("worker(s) on queue %r at %s", settings.queue_name, settings.redis_url)
     if workers > 1:
-        WorkerPool([settings.queue_name], connection=redis, num_workers=workers).start(burst=burst)
+        WorkerPool([settings.queue_name], connection=connection, num_workers=workers).start(burst=burst)
         return
-    Worker([settings.queue_name], connection=redis).work(
-        burst=burst, with_scheduler=True, logging_level=settings.log_level.upper()
-    )
+    while True:
+        worker = Worker([settings.queue_name], connection=connection)
+        try:
+            worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper())
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.warning("lost Redis at %s (%s); starting again once it answers", settings.redis_url, exc)
+        else:
+            if burst or _asked_to_stop(worker):
+                return
+            log.warning("the RQ worker stopped without being asked to; starting again once Redis answers")
+        wait_for_redis(connection)
+
+
+def _asked_to_stop(worker: Worker) -> bool:
+    """Whether a signal asked the worker to stop (RQ records it only in private attributes: the
+    date of a warm-shutdown request, and the flag set when one arrives during a job)."""
+    requested = getattr(worker, "_shutdown_requested_date", None) is not None
+    return requested or bool(getattr(worker, "_stop_requested", False))
+
+
+def wait_for_redis(connection: redis.Redis) -> None:
+    """Block until Redis answers a ping (backoff up to :data:`MAX_RECONNECT_WAIT_S`)."""
+    pause = 0.5
+    while True:
+        try:
+            connection.ping()
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            time.sleep(pause)
+            pause = min(2 * pause, MAX_RECONNECT_WAIT_S)

@@ -146,3 +146,30 @@ def test_label_studio_unreachable_fails_clearly_and_retries(label_studio, tmp_pa
         worker.stop()
         backend.stop()
         redis_server.stop()
+
+
+def test_worker_outlives_redis_vanishing_while_it_starts(tmp_path):
+    """A worker whose Redis goes away at any moment (here: as RQ finishes starting) waits for Redis
+    and works again; it stops only when asked to (SIGTERM). Seen in a full CI run before the fix:
+    RQ raised "ConnectionError: Connection closed by server" out of its start-up and the worker
+    process ended, so the trainings queued after Redis came back never ran."""
+    import redis as redis_lib
+    from rq import Queue
+
+    redis_server = RedisServer(tmp_path)
+    env = {"REDIS_URL": redis_server.url, "RLTHF_DATA_DIR": str(tmp_path / "data")}
+    worker = start_worker(env, tmp_path / "worker")
+    try:
+        # right after RQ says it listens: the rest of its start-up (registries, scheduler) runs outside its retry
+        wait_until(lambda: "Listening on" in worker.log_tail(), 60, "the worker's start", interval_s=0.005)
+        redis_server.stop()
+        time.sleep(4)
+        assert worker.alive(), worker.log_tail()
+        redis_server.start()
+        job = Queue("rlthf", connection=redis_lib.Redis.from_url(redis_server.url)).enqueue(len, [1, 2, 3])
+        wait_until(lambda: job.get_status(refresh=True) == "finished", 90, "a job run by the same worker")
+        assert job.return_value() == 3 and worker.alive()
+    finally:
+        worker.stop()
+        redis_server.stop()
+    assert worker.proc.returncode == 0, worker.log_tail()  # SIGTERM: a clean stop, not a crash
