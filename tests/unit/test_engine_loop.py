@@ -316,3 +316,11 @@ def test_simulate_builds_a_panel_from_a_dataset(tmp_path):
     assert np.isnan(single.evidence.panel_disagreement).all()
     either = load_pool(path, judges=["J1|J2"])  # alternatives: J2 supplies the label where J1 is absent
     assert len(either) == 3 and either.judge_counts == {"J1": 2, "J2": 1}
+
+
+def test_the_strategy_setting_offers_every_deployable_strategy():
+    from typing import get_args
+
+    from rlthf_backend.core.curation import DEPLOYABLE_STRATEGIES
+
+    assert set(get_args(Settings.model_fields["strategy"].annotation)) == set(DEPLOYABLE_STRATEGIES)

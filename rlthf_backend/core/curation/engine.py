@@ -7,21 +7,53 @@ from the environment at one edge; nothing in the core reads settings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from rlthf_backend.core.curation.baselines import BaselineConfig, OracleConfig, baseline_training_weights
-from rlthf_backend.core.curation.fused import FusedConfig, fused_training_weights
+from rlthf_backend.core.curation.baselines import (
+    BaselineConfig,
+    OracleConfig,
+    baseline_training_weights,
+    plan_llm_only_round,
+    plan_oracle_round,
+    plan_random_round,
+    plan_swap_first_round,
+)
+from rlthf_backend.core.curation.fused import FusedConfig, fused_training_weights, plan_fused_round
 from rlthf_backend.core.curation.loop import RoundPolicy
-from rlthf_backend.core.curation.paper import PaperConfig, paper_round_weights
+from rlthf_backend.core.curation.paper import PaperConfig, paper_round_weights, plan_paper_round
 from rlthf_backend.core.curation.plan import RoundPlan
 from rlthf_backend.core.curation.state import CurationState
 from rlthf_backend.core.reward.factory import RewardModelFactory, RewardModelSpec, round_factory
 
 #: The strategy used when none is configured.
 DEFAULT_STRATEGY = "fused"
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A round function and what it needs: ``needs_rm`` (it fits reward models),
+    ``simulation_only`` (it needs the true labels: the oracle)."""
+
+    plan: Callable[..., RoundPlan]
+    needs_rm: bool = False
+    simulation_only: bool = False
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "fused": Strategy(plan_fused_round, needs_rm=True),
+    "paper": Strategy(plan_paper_round, needs_rm=True),
+    "random": Strategy(plan_random_round),
+    "llm_only": Strategy(plan_llm_only_round),
+    "swap_first": Strategy(plan_swap_first_round),
+    "oracle": Strategy(plan_oracle_round, simulation_only=True),
+}
+
+#: Strategies a deployment can run (the oracle needs the answers in advance).
+DEPLOYABLE_STRATEGIES = tuple(name for name, s in STRATEGIES.items() if not s.simulation_only)
 
 
 @dataclass(frozen=True)
@@ -35,8 +67,6 @@ class EngineConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from rlthf_backend.core.curation import STRATEGIES
-
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose from {', '.join(sorted(STRATEGIES))}")
 
@@ -68,8 +98,6 @@ class EngineConfig:
     def plan(self, state: CurationState, rm_factory: RewardModelFactory | None, human_batch_size: int,
              truth: np.ndarray | None = None) -> RoundPlan:
         """One round of the configured strategy on ``state``."""
-        from rlthf_backend.core.curation import STRATEGIES
-
         strategy = STRATEGIES[self.strategy]
         return strategy.plan(state, rm_factory if strategy.needs_rm else None, self.strategy_config(truth),
                              human_batch_size=human_batch_size, seed=self.seed)
