@@ -104,15 +104,8 @@ class EngineConfig:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form (recorded in simulate's results.json and each round record)."""
-        return {"strategy": self.strategy, "fused": asdict(self.fused), "paper": _paper_dict(self.paper),
+        return {"strategy": self.strategy, "fused": asdict(self.fused), "paper": asdict(self.paper),
                 "rounds": asdict(self.rounds), "seed": self.seed}
-
-
-def _paper_dict(cfg: PaperConfig) -> dict[str, Any]:
-    d = asdict(cfg)
-    d["alpha_schedule"] = list(cfg.alpha_schedule)
-    d["beta_schedule"] = list(cfg.beta_schedule)
-    return d
 
 
 def plan_next_round(
