@@ -79,7 +79,9 @@ def worker(workers: int, burst: bool) -> None:
 @main.command()
 @click.option("--project", "project_id", required=True, type=PROJECT_ID, help="Label Studio project id")
 @click.option("--round", "force_round", is_flag=True, help="run a curation round even if none is due")
-def train(project_id: int, force_round: bool) -> None:
+@click.option("--full", "full_sync", is_flag=True,
+              help="re-read the whole project from Label Studio instead of what changed since the last training")
+def train(project_id: int, force_round: bool, full_sync: bool) -> None:
     """Run one training of a project here and now (the job the webhooks queue)."""
     import contextlib
     import json
@@ -94,7 +96,7 @@ def train(project_id: int, force_round: bool) -> None:
 
         guard = project_lock(redis_from_settings(settings), settings, project_id)
     with guard:
-        outcome = run_training(settings, project_id, force_round=force_round)
+        outcome = run_training(settings, project_id, force_round=force_round, full_sync=full_sync)
     click.echo(json.dumps(outcome.as_dict(), indent=1, default=str))
 
 

@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     )
     human_batch_fraction: float = _knob(RoundPolicy, "batch_fraction", gt=0, le=1)
     round_every_n_labels: int = _knob(RoundPolicy, "round_every_n_labels", ge=0)
+    max_rm_pairs: int = _knob(RoundPolicy, "max_rm_pairs", ge=0)
+    queue_score_tolerance: float = Field(
+        0.05, ge=0, le=0.5,
+        description="A round rewrites a task's prediction when its label changes, it enters or leaves the human "
+        "batch, or its score (0.5 + P(label right) / 2) moves by more than this; smaller keeps the score column "
+        "fresher at the cost of more writes per round.")
     seed: int = Field(0, description="Seed of every random choice of the engine (audit slices, folds...).")
     fused_audit_fraction: float = _knob(FusedConfig, "audit_fraction", ge=0, le=1)
     fused_audit_enough: int = _knob(FusedConfig, "audit_enough", ge=0)
@@ -270,7 +276,8 @@ class Settings(BaseSettings):
                               beta_schedule=tuple(self.paper_beta_schedule),
                               flip_beyond_reflection=self.paper_flip_beyond_reflection),
             rounds=RoundPolicy(batch_fraction=self.human_batch_fraction,
-                               round_every_n_labels=self.round_every_n_labels),
+                               round_every_n_labels=self.round_every_n_labels,
+                               max_rm_pairs=self.max_rm_pairs),
             seed=self.seed,
         )
 
@@ -305,7 +312,7 @@ class Settings(BaseSettings):
 #: The settings that define the curation engine and its reward model: what `simulate` takes as
 #: flags (besides the environment) to replay a deployment, and what the training job runs.
 ENGINE_SETTINGS: tuple[str, ...] = (
-    "strategy", "human_batch_fraction", "round_every_n_labels",
+    "strategy", "human_batch_fraction", "round_every_n_labels", "max_rm_pairs",
     *(f"fused_{f.name}" for f in dataclasses.fields(FusedConfig)),
     "paper_alpha_schedule", "paper_beta_schedule", "paper_flip_beyond_reflection",
     "reward_model", "rm_encoder", "rm_heads", "rm_max_seq_length", "rm_device",

@@ -1,13 +1,16 @@
 """One training of a project: Label Studio -> reward model -> curation round -> re-ordered queue.
 
-Every run reads the project's tasks, annotations and predictions from Label Studio (never from
-webhook payloads), so a lost or repeated event can neither lose nor double-count a label. The
-round loop is the core's (:mod:`rlthf_backend.core.curation.loop` and ``.engine``), with the
-engine and reward model the settings configure, exactly as ``simulate`` replays it: when a round
-is due (first round, the human batch done, Train, or enough new labels) it plans one and writes
-predictions that put the round's batch first; every run fits the reward model on the current
-labels and publishes a registry version with the typed records of :mod:`rlthf_backend.round_files`.
-The RQ job around it is ``jobs/training.py``.
+Labels come from Label Studio (never from webhook payloads), so a lost or repeated event can
+neither lose nor double-count a label. A training reads only the tasks that changed since the
+last one (:mod:`rlthf_backend.labelstudio.sync`) into the project's snapshot in the shared
+database, or the whole project when there is no snapshot, it disagrees with Label Studio, or a
+full read is asked for. The round loop is the core's (:mod:`rlthf_backend.core.curation.loop` and
+``.engine``), with the engine and reward model the settings configure, exactly as ``simulate``
+replays it: when a round is due (first round, the human batch done, Train, or enough new labels)
+it plans one and writes the predictions that order the label stream: all of them the first time,
+then only those that must change (:mod:`rlthf_backend.labelstudio.queue_order`). Every run fits
+the reward model on the current labels and publishes a registry version with the typed records
+of :mod:`rlthf_backend.round_files`. The RQ job around it is ``jobs/training.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import httpx
 import numpy as np
 from label_studio_sdk.core.api_error import ApiError
+from sqlalchemy.exc import SQLAlchemyError
 
 from rlthf_backend.core.curation import (
     CurationState,
@@ -36,10 +40,18 @@ from rlthf_backend.core.curation import (
 from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE
 from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.reward.factory import round_factory
-from rlthf_backend.labelstudio.client import describe_api_error, iter_tasks, make_client
+from rlthf_backend.labelstudio.client import RequestCounter, describe_api_error, make_client
 from rlthf_backend.labelstudio.config import parse_label_config
-from rlthf_backend.labelstudio.pool import ProjectPool, build_pool
-from rlthf_backend.labelstudio.queue_order import QueuedPrediction, queue_scores, write_round
+from rlthf_backend.labelstudio.pool import ProjectPool
+from rlthf_backend.labelstudio.queue_order import (
+    QueuedPrediction,
+    queue_changes,
+    queue_scores,
+    update_round,
+    write_round,
+)
+from rlthf_backend.labelstudio.snapshot import ProjectSnapshot
+from rlthf_backend.labelstudio.sync import SyncReport, read_queue_predictions, sync_project
 from rlthf_backend.registry import ModelRegistry, write_json_atomic
 from rlthf_backend.round_files import (
     STATE_FILE,
@@ -52,6 +64,9 @@ from rlthf_backend.round_files import (
     write_margins,
 )
 from rlthf_backend.settings import Settings
+from rlthf_backend.store.database import DatabaseUnavailable, open_database
+from rlthf_backend.store.database import describe_error as describe_db_error
+from rlthf_backend.store.projects import ProjectStore
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +91,9 @@ class TrainingOutcome:
     skipped_tasks: int
     human_batch: list[int] = field(default_factory=list)  # task ids, rank order
     predictions_written: int = 0
+    sync: dict[str, Any] = field(default_factory=dict)  # full or incremental read, why, tasks read
+    reordered_at: float | None = None  # unix time the label stream started serving this round's batch
+    label_studio_requests: int = 0
     model_version_in_label_studio: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     round_summary: dict[str, Any] = field(default_factory=dict)
@@ -131,10 +149,12 @@ def run_training(
     project_id: int,
     *,
     force_round: bool = False,
+    full_sync: bool = False,
     on_stage: Callable[[str], None] = lambda stage: None,
     started_at: float | None = None,
 ) -> TrainingOutcome:
-    """One training of one project, from Label Studio's current state. Callers hold the lock."""
+    """One training of one project, from Label Studio's current state (``full_sync``: re-read the
+    whole project rather than what changed). Callers hold the lock."""
     t_start = started_at if started_at is not None else time.perf_counter()
     trained_from = time.time()
     seconds: dict[str, float] = {}
@@ -150,17 +170,21 @@ def run_training(
     rm_spec = settings.reward_model_spec()
 
     on_stage("reading Label Studio")
-    ls = make_client(settings)
+    counter = RequestCounter()
+    ls = make_client(settings, counter=counter)
+    store = _project_store(settings)
     try:
         project = ls.projects.get(id=project_id)
         config = parse_label_config(project.label_config)
-        pool = build_pool(config, iter_tasks(ls, project_id))
+        stored = _load_snapshot(store, project_id)
+        snapshot, sync = sync_project(ls, project, config, stored, full=full_sync)
     except httpx.TransportError as exc:
         raise TrainingError(f"Label Studio unreachable at {settings.label_studio_url}: {exc}") from exc
     except ApiError as exc:
         if exc.status_code == 404:
             raise ProjectNotFound(f"Label Studio has no project {project_id}") from exc
         raise TrainingError(f"Label Studio refused project {project_id}: {describe_api_error(exc)}") from exc
+    pool = snapshot.pool(config)
     if len(pool) < 2:
         raise TrainingError(f"project {project_id} has {len(pool)} usable pair(s); at least 2 are needed")
     lap("read")
@@ -184,9 +208,10 @@ def run_training(
     else:
         # Between rounds only the reward model is refreshed, with the strategy's own weights.
         weights, labels = engine.training_weights(state), state.working_a_preferred
-        factory = round_factory(rm_spec, state.pairs, labels, weights)
+        factory = round_factory(rm_spec, state.pairs, labels, weights, budget=engine.fit_budget(state))
 
     on_stage("fitting the reward model")
+    weights = factory.within_budget(weights)
     train = np.flatnonzero(weights > 0)
     if len(train) < 2:
         raise TrainingError(f"project {project_id}: fewer than 2 pairs to train the reward model on")
@@ -235,21 +260,46 @@ def run_training(
         def as_prediction(i: int) -> QueuedPrediction:
             return QueuedPrediction(ids[i], "a" if plan.label_a_preferred[i] else "b", float(scores[i]))
 
-        report = write_round(
-            ls, project_id, config, version.version,
-            first=[as_prediction(i) for i in batch_idx],
-            rest=[as_prediction(int(i)) for i in unlabelled if int(i) not in in_batch],
-        )
+        first = [as_prediction(i) for i in batch_idx]
+        rest = [as_prediction(int(i)) for i in unlabelled if int(i) not in in_batch]
+        if snapshot.queue_version is None:
+            report = write_round(ls, project_id, config, version.version, first=first, rest=rest)
+            written_at = time.time()
+            snapshot.queue_version = version.version
+            if report.stamped_tasks:
+                # Predictions created one by one stamped their tasks: read the project once more now (the
+                # queue is already re-ordered), so that the next read starts after those stamps.
+                snapshot, refresh = sync_project(ls, project, config, snapshot, full=True)
+                sync.mode, sync.tasks_read = "full", sync.tasks_read + refresh.tasks_read
+                sync.changed = list(snapshot.rows)
+            else:
+                sync.changed = list(dict.fromkeys(sync.changed + read_queue_predictions(ls, project_id, config,
+                                                                                        snapshot)))
+        else:
+            shown = {t: snapshot.rows[t].shown for t in ids}
+            tolerance = settings.queue_score_tolerance
+            report = update_round(ls, project_id, config, snapshot.queue_version,
+                                  first=queue_changes(first, shown, tolerance),
+                                  rest=queue_changes(rest, shown, tolerance), shown=shown)
+            written_at = time.time()
+            for task_id, now_shown in report.shown.items():  # stamped: the next read refreshes them anyway
+                snapshot.rows[task_id].shown = now_shown
+            sync.changed = list(dict.fromkeys(sync.changed + list(report.shown)))
+        outcome.reordered_at = written_at - (report.seconds_total - report.seconds_to_reorder)
         seconds["write"] = round(report.seconds_total, 3)
         seconds["to_reordered_queue"] = round(mark - t_start + report.seconds_to_reorder, 3)
         outcome.human_batch = [ids[i] for i in batch_idx]
         outcome.predictions_written = report.written
-        outcome.model_version_in_label_studio = version.version
+        outcome.model_version_in_label_studio = snapshot.queue_version
         outcome.round_summary = record.summary
         append_round_log(registry, project_id, RoundLogLine(
             version=version.version, at=time.time(), round_index=outcome.round_index, reason=outcome.round_reason,
             pool_size=outcome.pool_size, human_labels=outcome.human_labels, human_batch=outcome.human_batch,
             counts=record.counts, summary=record.summary, seconds=outcome.seconds))
+    _save_snapshot(store, snapshot, sync)
+    outcome.sync = {"mode": sync.mode, "reason": sync.reason, "tasks_read": sync.tasks_read,
+                    "changed": len(sync.changed), "removed": len(sync.removed)}
+    outcome.label_studio_requests = counter.count
     seconds["total"] = round(time.perf_counter() - t_start, 3)
     outcome.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
@@ -258,6 +308,38 @@ def run_training(
         log.info("project %s: pruned versions %s", project_id, ", ".join(pruned))
     log.info("project %s: trained %s (%s)", project_id, version.version, json.dumps(outcome.seconds))
     return outcome
+
+
+def _project_store(settings: Settings) -> ProjectStore | None:
+    """The shared database's project snapshots; None (and a full read) when it cannot be opened."""
+    try:
+        return ProjectStore(open_database(settings.database_url_resolved()).engine)
+    except DatabaseUnavailable as exc:
+        log.error("state database unavailable (%s): reading Label Studio whole this time", exc)
+        return None
+
+
+def _load_snapshot(store: ProjectStore | None, project_id: int) -> ProjectSnapshot | None:
+    if store is None:
+        return None
+    try:
+        return store.load(project_id)
+    except (SQLAlchemyError, ValueError, TypeError) as exc:  # a mangled row reads as no snapshot
+        log.error("project %s: stored snapshot unreadable (%s); reading Label Studio whole", project_id,
+                  describe_db_error(exc))
+        return None
+
+
+def _save_snapshot(store: ProjectStore | None, snapshot: ProjectSnapshot, sync: SyncReport) -> None:
+    """Keep what this training read; a failure only costs the next training a full read."""
+    if store is None:
+        return
+    try:
+        store.save(snapshot, sync.changed, sync.removed, replace=sync.mode == "full")
+    except SQLAlchemyError as exc:
+        # The older snapshot left in place is still safe: reading from its older cursor re-reads more.
+        log.error("project %s: could not store the snapshot (%s); the next training reads more of Label Studio",
+                  snapshot.project_id, describe_db_error(exc))
 
 
 def _mkdir(path: Path) -> Path:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 from label_studio_sdk import LabelStudio
 
 from rlthf_backend.settings import Settings
@@ -18,16 +21,33 @@ class LabelStudioNotConfigured(RuntimeError):
     pass
 
 
-def make_client(settings: Settings, timeout: float = 60.0) -> LabelStudio:
-    """An SDK client for ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY`` (legacy token or PAT)."""
+class RequestCounter:
+    """Counts the HTTP requests a client sends (a round reports how many it made)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> None:
+        with self._lock:
+            self.count += 1
+
+
+def make_client(settings: Settings, timeout: float = 60.0, counter: RequestCounter | None = None) -> LabelStudio:
+    """An SDK client for ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY`` (legacy token or PAT);
+    ``counter`` counts its requests."""
     if settings.label_studio_api_key is None:
         raise LabelStudioNotConfigured(
             "LABEL_STUDIO_API_KEY is not set: the backend needs a Label Studio access token for this"
         )
+    http = None
+    if counter is not None:
+        http = httpx.Client(timeout=timeout, follow_redirects=True, event_hooks={"request": [counter]})
     return LabelStudio(
         base_url=settings.label_studio_url.rstrip("/"),
         api_key=settings.label_studio_api_key.get_secret_value(),
         timeout=timeout,
+        httpx_client=http,
     )
 
 
@@ -47,9 +67,18 @@ def describe_api_error(exc: Any) -> str:
     return f"HTTP {status}: {' '.join(text.split())[:200]}"
 
 
-def iter_tasks(ls: LabelStudio, project_id: int, page_size: int = 500) -> Iterator[dict[str, Any]]:
-    """Every task of a project with its predictions and annotations, as plain dicts."""
-    for task in ls.tasks.list(project=project_id, fields="all", page_size=page_size):
+def iter_tasks(ls: LabelStudio, project_id: int, *, query: dict[str, Any] | None = None, include: str | None = None,
+               page_size: int = 1000) -> Iterator[dict[str, Any]]:
+    """A project's tasks as plain dicts, streamed page by page: with their annotations and
+    predictions, or only the fields ``include`` names; ``query`` is a Data Manager query (filters)."""
+    kwargs: dict[str, Any] = {"project": project_id, "page_size": page_size}
+    if include is not None:
+        kwargs["include"] = include
+    else:
+        kwargs["fields"] = "all"
+    if query is not None:
+        kwargs["query"] = json.dumps(query)
+    for task in ls.tasks.list(**kwargs):
         yield task.model_dump() if hasattr(task, "model_dump") else dict(task)
 
 

@@ -30,7 +30,6 @@ class ProjectPool:
     human: list[int] = field(default_factory=list)  # HUMAN_* codes
     annotators: list[list[Any]] = field(default_factory=list)
     votes: list[list[Label]] = field(default_factory=list)
-    prediction_versions: list[set[str]] = field(default_factory=list)
     skipped: dict[Any, str] = field(default_factory=dict)  # task id -> reason
 
     def __len__(self) -> int:
@@ -84,7 +83,6 @@ def build_pool(config: PairwiseConfig, tasks: Iterable[dict[str, Any]]) -> Proje
         pool.human.append(code)
         pool.votes.append(votes)
         pool.annotators.append(annotators)
-        pool.prediction_versions.append({p.get("model_version") for p in task.get("predictions") or []})
     if pool.skipped:
         log.warning("%d task(s) left out of the pool, e.g. %s", len(pool.skipped), next(iter(pool.skipped.values())))
     return pool

@@ -9,17 +9,21 @@ chosen so that
 * every other unlabelled task gets 0.5 + 0.5 * P(shown label is right), so the score column still
   reads as the backend's confidence in the label it shows.
 
-The batch is written first, then the project is switched to the new version (the queue is
-re-ordered from that moment), then the rest are written.
+A full write (the first round, or after a full re-read) creates a prediction for every
+unlabelled task under a new version: the batch first, then the project is switched to that
+version (the queue is re-ordered from that moment), then the rest. Later rounds keep that queue
+version and update in place only the predictions that must change (:func:`queue_changes`): the
+new batch, the old batch's leftovers, and tasks whose shown label or confidence moved, so a
+round writes O(batch + changed) predictions, not one per task.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from label_studio_sdk import LabelStudio, PredictionRequest
@@ -27,6 +31,7 @@ from label_studio_sdk import LabelStudio, PredictionRequest
 from rlthf_backend.core.types import Label
 from rlthf_backend.labelstudio.config import PairwiseConfig
 from rlthf_backend.labelstudio.results import result_for_label
+from rlthf_backend.labelstudio.snapshot import ShownPrediction
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +60,37 @@ class QueuedPrediction:
     score: float
 
 
+def queue_changes(
+    wanted: Sequence[QueuedPrediction],
+    shown: Mapping[int, ShownPrediction | None],
+    score_tolerance: float,
+) -> list[QueuedPrediction]:
+    """The predictions in ``wanted`` that Label Studio does not show closely enough already.
+
+    A prediction is (re)written when the task has none under the queue version, when its label
+    differs, when it moves into or out of the batch (scores below 0.5), when its batch rank moves
+    (any change below 0.5), or when its confidence score moves by more than ``score_tolerance``.
+    """
+    out = []
+    for p in wanted:
+        old = shown.get(p.task_id)
+        if old is None or old.label != p.label or old.score is None:
+            out.append(p)
+            continue
+        in_batch, was_in_batch = p.score < 0.5, old.score < 0.5
+        moved = abs(p.score - old.score)
+        if in_batch != was_in_batch or (in_batch and moved > 1e-9) or moved > score_tolerance:
+            out.append(p)
+    return out
+
+
 @dataclass
 class WriteReport:
     written: int = 0
+    created: int = 0
+    updated: int = 0
+    stamped_tasks: bool = False  # predictions were created one by one, which stamps their tasks' updated_at
+    shown: dict[int, ShownPrediction] = field(default_factory=dict)  # task id -> what it now shows (updates)
     seconds_to_reorder: float = 0.0  # from the start until the project serves the new version
     seconds_total: float = 0.0
 
@@ -75,13 +108,50 @@ def write_round(
     t0 = time.perf_counter()
     report = WriteReport()
     writer = _PredictionWriter(ls, project_id, config, model_version, threads)
-    report.written += writer.write(first)
+    report.created += writer.write(first)
     ls.projects.update(id=project_id, model_version=model_version, sampling=UNCERTAINTY_SAMPLING)
     report.seconds_to_reorder = time.perf_counter() - t0
-    report.written += writer.write(rest)
+    report.created += writer.write(rest)
+    report.written = report.created
+    report.stamped_tasks = not writer.bulk_ok
     # Re-assert: saving the settings form in the UI resets sampling, and a slow write of the rest
     # gives it time to happen.
     ls.projects.update(id=project_id, model_version=model_version, sampling=UNCERTAINTY_SAMPLING)
+    report.seconds_total = time.perf_counter() - t0
+    return report
+
+
+def update_round(
+    ls: LabelStudio,
+    project_id: int,
+    config: PairwiseConfig,
+    queue_version: str,
+    first: Sequence[QueuedPrediction],
+    rest: Sequence[QueuedPrediction],
+    shown: Mapping[int, ShownPrediction | None],
+    threads: int = 8,
+) -> WriteReport:
+    """Bring the queue version's predictions to ``first`` (the batch) then ``rest``: updated in
+    place where the task has one, created one by one where not (so that every id is known).
+    ``report.shown`` holds what each written task now shows."""
+    t0 = time.perf_counter()
+    report = WriteReport()
+    writer = _PredictionWriter(ls, project_id, config, queue_version, threads)
+
+    def write(items: Sequence[QueuedPrediction]) -> None:
+        existing = [p for p in items if shown.get(p.task_id) is not None]
+        ids = {p.task_id: shown[p.task_id].prediction_id for p in existing}  # type: ignore[union-attr]
+        report.updated += writer.update(existing, ids)
+        fresh = [p for p in items if shown.get(p.task_id) is None]
+        ids.update(writer.create_each(fresh))
+        report.created += len(fresh)
+        report.shown.update({p.task_id: ShownPrediction(ids[p.task_id], p.label, p.score) for p in items})
+
+    write(first)
+    ls.projects.update(id=project_id, model_version=queue_version, sampling=UNCERTAINTY_SAMPLING)
+    report.seconds_to_reorder = time.perf_counter() - t0
+    write(rest)
+    report.written = report.created + report.updated
     report.seconds_total = time.perf_counter() - t0
     return report
 
@@ -114,6 +184,16 @@ class _PredictionWriter:
             written += self._one_by_one(chunk)
         return written
 
+    def update(self, items: Sequence[QueuedPrediction], prediction_ids: Mapping[int, int]) -> int:
+        """Update existing predictions in place (label and score), one request each, in threads."""
+        def patch(p: QueuedPrediction) -> None:
+            self.ls.predictions.update(id=prediction_ids[p.task_id], result=result_for_label(self.config, p.label),
+                                       score=float(p.score), model_version=self.version)
+
+        with ThreadPoolExecutor(max_workers=self.threads) as pool:
+            list(pool.map(patch, items))
+        return len(items)
+
     def _bulk(self, chunk: Sequence[QueuedPrediction]) -> int:
         response = self.ls.projects.import_predictions(
             id=self.project_id,
@@ -130,15 +210,19 @@ class _PredictionWriter:
         return int(getattr(response, "created", 0) or 0)
 
     def _one_by_one(self, chunk: Sequence[QueuedPrediction]) -> int:
-        def create(p: QueuedPrediction) -> None:
-            self.ls.predictions.create(
+        return len(self.create_each(chunk))
+
+    def create_each(self, items: Sequence[QueuedPrediction]) -> dict[int, int]:
+        """Create one prediction per item (in threads); returns task id -> the new prediction's id."""
+        def create(p: QueuedPrediction) -> tuple[int, int]:
+            made = self.ls.predictions.create(
                 task=p.task_id,
                 result=result_for_label(self.config, p.label),
                 score=float(p.score),
                 model_version=self.version,
             )
+            return p.task_id, int(made.id)
 
         # Order of creation does not matter: the scores order the queue.
         with ThreadPoolExecutor(max_workers=self.threads) as pool:
-            list(pool.map(create, chunk))
-        return len(chunk)
+            return dict(pool.map(create, items))

@@ -33,7 +33,6 @@ def dataset():
         pool.human.append(code)
         pool.votes.append(votes)
         pool.annotators.append([100 + i for i in range(len(votes))])
-        pool.prediction_versions.append(set())
     deciding = DecidingRound(
         version="t-p1-v0002", round_index=1,
         decisions={4: TaskDecision("keep", "a", 0.2), 5: TaskDecision("flip", "a", 0.9),

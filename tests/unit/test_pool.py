@@ -36,5 +36,4 @@ def test_build_pool_skips_bad_tasks_with_reasons():
     pool = build_pool(CFG, tasks)
     assert pool.task_ids == [1, 3]
     assert list(pool.human_codes) == [HUMAN_A, HUMAN_NONE] and pool.n_human == 1
-    assert pool.prediction_versions[0] == {"v1"}
     assert "answer2" in pool.skipped[2]

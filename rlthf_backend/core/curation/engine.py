@@ -26,8 +26,8 @@ from rlthf_backend.core.curation.fused import FusedConfig, fused_training_weight
 from rlthf_backend.core.curation.loop import RoundPolicy
 from rlthf_backend.core.curation.paper import PaperConfig, paper_round_weights, plan_paper_round
 from rlthf_backend.core.curation.plan import RoundPlan
-from rlthf_backend.core.curation.state import CurationState
-from rlthf_backend.core.reward.factory import RewardModelFactory, RewardModelSpec, round_factory
+from rlthf_backend.core.curation.state import HUMAN_NONE, CurationState
+from rlthf_backend.core.reward.factory import FitBudget, RewardModelFactory, RewardModelSpec, round_factory
 
 #: The strategy used when none is configured.
 DEFAULT_STRATEGY = "fused"
@@ -95,6 +95,11 @@ class EngineConfig:
             return paper_round_weights(state, self.paper)
         return baseline_training_weights(state)
 
+    def fit_budget(self, state: CurationState) -> FitBudget:
+        """The round's reward-model fit budget: human-labelled pairs always train."""
+        return FitBudget(self.rounds.max_rm_pairs, state.human != HUMAN_NONE,
+                         seed=self.seed * 1_000_003 + state.round_index)
+
     def plan(self, state: CurationState, rm_factory: RewardModelFactory | None, human_batch_size: int,
              truth: np.ndarray | None = None) -> RoundPlan:
         """One round of the configured strategy on ``state``."""
@@ -123,6 +128,7 @@ def plan_next_round(
     the caller reuses for the reward model it publishes. ``truth`` feeds the simulation-only
     oracle; ``shared`` carries one encoder between the factories of successive rounds."""
     weights = engine.training_weights(state)
-    factory = round_factory(rm, state.pairs, state.working_a_preferred, weights, shared=shared)
+    factory = round_factory(rm, state.pairs, state.working_a_preferred, weights, shared=shared,
+                            budget=engine.fit_budget(state))
     size = engine.rounds.batch_size(len(state)) if batch_size is None else batch_size
     return engine.plan(state, factory, size, truth=truth), factory

@@ -24,6 +24,10 @@ class RoundPolicy:
     round_every_n_labels: int = field(default=100, metadata={"help": (
         "Also start a curation round after this many new human labels (0: only when the current batch "
         "is done or on Train).")})
+    max_rm_pairs: int = field(default=20_000, metadata={"help": (
+        "Most pairs one reward-model fit trains on: every human-labelled pair plus a uniform sample of the "
+        "LLM-labelled rest, reweighted to keep the loss's expectation. Bounds a round's time on large pools; "
+        "smaller pools train on everything. 0: no limit.")})
 
     def batch_size(self, pool_size: int) -> int:
         """Pairs in one round's human batch for a pool of ``pool_size``."""

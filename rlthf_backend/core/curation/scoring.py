@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rlthf_backend.core.reward.base import RewardModel
-from rlthf_backend.core.reward.factory import RewardModelFactory
+from rlthf_backend.core.reward.factory import RewardModelFactory, RoundFactory
 from rlthf_backend.core.types import Pair
 
 
@@ -25,8 +25,10 @@ def _subset(pairs: Sequence[Pair], idx: np.ndarray) -> list[Pair]:
 def fit_reward_model(
     rm_factory: RewardModelFactory, pairs: Sequence[Pair], a_preferred: np.ndarray, weights: np.ndarray
 ) -> RewardModel | None:
-    """Fit a fresh RM on the pairs with positive weight; None when fewer than two such pairs
-    or only one label value (a Bradley-Terry head cannot be fitted on that)."""
+    """Fit a fresh RM on the pairs with positive weight (within the round's fit budget when the
+    factory is a :class:`RoundFactory` that has one); None when fewer than two such pairs."""
+    if isinstance(rm_factory, RoundFactory):
+        weights = rm_factory.within_budget(weights)
     train = np.flatnonzero(weights > 0)
     if len(train) < 2:
         return None

@@ -75,26 +75,74 @@ def with_fixed_weight_decay(
     return {**options, "tune_weight_decay": False, "weight_decay": float(chosen)}
 
 
+@dataclass(frozen=True)
+class FitBudget:
+    """The most pairs one reward-model fit of a round trains on.
+
+    A fit over more positive-weight pairs than ``max_pairs`` keeps every pair of ``keep`` (the
+    human-labelled ones) and a uniform random sample of the rest, whose weights are scaled by the
+    inverse of the sampling rate so that the weighted loss keeps its expectation. This bounds a
+    round's fitting time on a large pool (a frozen-encoder head gains little from the 80,001st
+    LLM-labelled pair); a pool within the budget trains on everything, unchanged. ``max_pairs`` 0
+    means no limit. ``keep`` is aligned with the pool.
+    """
+
+    max_pairs: int
+    keep: np.ndarray
+    seed: int = 0
+
+    def apply(self, weights: np.ndarray) -> np.ndarray:
+        """``weights`` (pool-aligned) within the budget."""
+        w = np.asarray(weights, dtype=float)
+        positive = w > 0
+        if self.max_pairs <= 0 or int(positive.sum()) <= self.max_pairs:
+            return w
+        kept = positive & np.asarray(self.keep, dtype=bool)
+        rest = np.flatnonzero(positive & ~kept)
+        room = max(0, self.max_pairs - int(kept.sum()))
+        out = np.where(kept, w, 0.0)
+        if room > 0:
+            chosen = np.random.default_rng(self.seed).choice(rest, size=room, replace=False)
+            out[chosen] = w[chosen] * (len(rest) / room)
+        return out
+
+
+class RoundFactory:
+    """Reward models of ``spec`` for one curation round, and the round's :class:`FitBudget`.
+
+    The embedding RM's L2 coefficient is chosen once on the round's labels (positive ``weights``,
+    within the budget) and held for every fit of the round. The choice is made on the first call,
+    so a round that fits nothing pays nothing.
+    """
+
+    def __init__(self, spec: RewardModelSpec, pairs: Sequence[Pair], a_preferred: np.ndarray,
+                 weights: np.ndarray, shared: dict[str, Any] | None = None, budget: FitBudget | None = None):
+        self.spec, self.pairs, self.budget = spec, pairs, budget
+        self.a_preferred = np.asarray(a_preferred, bool)
+        self.weights = self.within_budget(weights)
+        self.shared = {} if shared is None else shared
+        self._factory: RewardModelFactory | None = None
+
+    def within_budget(self, weights: np.ndarray) -> np.ndarray:
+        """``weights`` (pool-aligned) as a fit of this round uses them."""
+        return self.budget.apply(weights) if self.budget is not None else np.asarray(weights, float)
+
+    def __call__(self) -> RewardModel:
+        if self._factory is None:
+            train = np.flatnonzero(self.weights > 0)
+            options = with_fixed_weight_decay(self.spec.kind, self.spec.options, [self.pairs[i] for i in train],
+                                              self.a_preferred[train], self.weights[train], shared=self.shared)
+            self._factory = reward_model_factory(self.spec.kind, options, shared=self.shared)
+        return self._factory()
+
+
 def round_factory(
     spec: RewardModelSpec,
     pairs: Sequence[Pair],
     a_preferred: np.ndarray,
     weights: np.ndarray,
     shared: dict[str, Any] | None = None,
-) -> RewardModelFactory:
-    """Reward models of ``spec`` for one curation round: the embedding RM's L2 coefficient is
-    chosen once on the round's labels (positive ``weights``) and held for every fit of the round.
-    The choice is made on the first call, so a round that fits nothing pays nothing."""
-    shared = {} if shared is None else shared
-    made: list[RewardModelFactory] = []
-
-    def factory() -> RewardModel:
-        if not made:
-            train = np.flatnonzero(np.asarray(weights) > 0)
-            options = with_fixed_weight_decay(spec.kind, spec.options, [pairs[i] for i in train],
-                                              np.asarray(a_preferred, bool)[train],
-                                              np.asarray(weights, float)[train], shared=shared)
-            made.append(reward_model_factory(spec.kind, options, shared=shared))
-        return made[0]()
-
-    return factory
+    budget: FitBudget | None = None,
+) -> RoundFactory:
+    """A :class:`RoundFactory` (see there)."""
+    return RoundFactory(spec, pairs, a_preferred, weights, shared=shared, budget=budget)

@@ -1,0 +1,166 @@
+"""Bringing a :class:`ProjectSnapshot` up to date with Label Studio: whole, or only what changed.
+
+Why this cannot miss a change. Label Studio 1.23 stamps a task's ``updated_at`` whenever one of
+its annotations is created, updated, skipped or deleted (one by one or by a Data Manager action),
+and whenever a prediction of it is written (all seen on a live 1.23.2). An incremental read asks
+for the tasks stamped at or after the snapshot's cursor less ``overlap_s`` (a write stamped just
+before the last read but committed after it is read again; reading a task twice is harmless),
+then checks the result against the project's own counters: number of tasks, submitted and skipped
+annotations. Deleted tasks carry no stamp; they show as a task count above Label Studio's and
+are found by a light listing of ids. Any other mismatch means something changed without a stamp
+(e.g. a database edited by hand), and the read falls back to a full one. Webhooks are not used to
+find changes: Label Studio sends them once, with a 1 s timeout, and never retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from label_studio_sdk import LabelStudio
+
+from rlthf_backend.labelstudio.client import iter_tasks
+from rlthf_backend.labelstudio.config import PairwiseConfig
+from rlthf_backend.labelstudio.snapshot import ProjectSnapshot, config_key, shown_prediction, task_row
+
+log = logging.getLogger(__name__)
+
+#: Seconds an incremental read reaches back before its cursor: Label Studio stamps a task when it
+#: saves it and commits at the end of the request, so a change can become visible a little after a
+#: newer stamp was read (a bulk request takes seconds at most).
+OVERLAP_S = 10.0
+
+
+@dataclass(frozen=True)
+class ProjectCounts:
+    """Label Studio's counters of a project: tasks, submitted and skipped annotations."""
+
+    tasks: int
+    annotations: int
+    skipped: int
+
+    @classmethod
+    def of(cls, project: Any) -> ProjectCounts:
+        return cls(int(project.task_number or 0), int(project.total_annotations_number or 0),
+                   int(project.skipped_annotations_number or 0))
+
+
+@dataclass
+class SyncReport:
+    """What a read did: ``mode`` full or incremental, why, and which task ids it changed."""
+
+    mode: str
+    reason: str
+    tasks_read: int = 0
+    changed: list[int] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+
+
+def newest_stamp(ls: LabelStudio, project_id: int) -> str | None:
+    """The newest ``updated_at`` among the project's tasks (Label Studio's clock), or None."""
+    newest = next(iter_tasks(ls, project_id, query={"ordering": ["-tasks:updated_at"]}, include="id,updated_at",
+                             page_size=1), None)
+    return str(newest["updated_at"]) if newest and newest.get("updated_at") else None
+
+
+def stamped_since(cursor: str, overlap_s: float) -> dict[str, Any]:
+    """A Data Manager query for the tasks stamped at or after ``cursor`` less ``overlap_s``."""
+    since = datetime.fromisoformat(cursor.replace("Z", "+00:00")) - timedelta(seconds=overlap_s)
+    value = since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {"filters": {"conjunction": "and", "items": [
+        {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": value}]}}
+
+
+def sync_project(
+    ls: LabelStudio,
+    project: Any,
+    config: PairwiseConfig,
+    stored: ProjectSnapshot | None,
+    *,
+    full: bool = False,
+    overlap_s: float = OVERLAP_S,
+) -> tuple[ProjectSnapshot, SyncReport]:
+    """The project's snapshot brought up to date, and what the read did.
+
+    A full read happens when asked, when nothing is stored, or when the stored snapshot was
+    read under another label config; otherwise only changed tasks are read (module docstring).
+    """
+    key = config_key(config)
+    why_full = ("asked for" if full else "no stored state" if stored is None
+                else "label config changed" if stored.config_key != key
+                else "no cursor" if stored.cursor is None else None)
+    attempts = 0
+    report = SyncReport(mode="incremental", reason="")
+    while why_full is None:
+        assert stored is not None
+        attempts += 1
+        snapshot = _read_changes(ls, project.id, config, stored, overlap_s, report)
+        # Counters read after the changes: an annotation made in between is caught by the next try.
+        counts = ProjectCounts.of(ls.projects.get(id=project.id))
+        problem = _mismatch(snapshot, counts)
+        if problem and snapshot.totals()[0] > counts.tasks:
+            present = {int(t["id"]) for t in iter_tasks(ls, project.id, include="id")}
+            report.removed += snapshot.remove([t for t in list(snapshot.rows) if t not in present])
+            problem = _mismatch(snapshot, counts)
+        if problem is None:
+            return snapshot, report
+        if attempts == 2:  # people annotating while we read can explain one mismatch, not two
+            why_full = f"stored state disagrees with Label Studio ({problem})"
+            log.warning("project %s: %s; reading it whole", project.id, why_full)
+    queue_version = stored.queue_version if stored is not None and stored.config_key == key else None
+    snapshot = ProjectSnapshot(project_id=project.id, config_key=key, queue_version=queue_version)
+    report = SyncReport(mode="full", reason=why_full)
+    before = newest_stamp(ls, project.id)
+    report.changed = snapshot.apply(task_row(config, t, queue_version) for t in iter_tasks(ls, project.id))
+    report.tasks_read = len(report.changed)
+    snapshot.cursor = before
+    if stored is not None:
+        report.removed = [t for t in stored.rows if t not in snapshot.rows]
+    return snapshot, report
+
+
+def _read_changes(ls: LabelStudio, project_id: int, config: PairwiseConfig, stored: ProjectSnapshot,
+                  overlap_s: float, report: SyncReport) -> ProjectSnapshot:
+    assert stored.cursor is not None
+    report.reason = f"tasks stamped since {stored.cursor} (less {overlap_s:g} s)"
+    before = newest_stamp(ls, project_id)
+    rows = [task_row(config, t, stored.queue_version)
+            for t in iter_tasks(ls, project_id, query=stamped_since(stored.cursor, overlap_s))]
+    report.tasks_read += len(rows)
+    report.changed = list(dict.fromkeys(report.changed + stored.apply(rows)))
+    stored.cursor = max(stored.cursor, before or "")
+    return stored
+
+
+def _mismatch(snapshot: ProjectSnapshot, counts: ProjectCounts) -> str | None:
+    tasks, annotations, skipped = snapshot.totals()
+    if (tasks, annotations, skipped) == (counts.tasks, counts.annotations, counts.skipped):
+        return None
+    return (f"stored {tasks} tasks / {annotations} annotations / {skipped} skipped, Label Studio has "
+            f"{counts.tasks} / {counts.annotations} / {counts.skipped}")
+
+
+def read_queue_predictions(ls: LabelStudio, project_id: int, config: PairwiseConfig,
+                           snapshot: ProjectSnapshot) -> list[int]:
+    """Learn the queue version's prediction of every task in one request, after a full write.
+
+    Bulk-imported predictions do not stamp their tasks (seen on 1.23.2), so the next incremental
+    read would never see them; this is how the snapshot learns their ids (a later round updates
+    them in place). Returns the task ids whose shown prediction changed.
+    """
+    by_task: dict[int, list[dict[str, Any]]] = {}
+    for p in ls.predictions.list(project=project_id):
+        raw = p.model_dump() if hasattr(p, "model_dump") else dict(p)
+        if raw.get("model_version") == snapshot.queue_version and raw.get("task") in snapshot.rows:
+            by_task.setdefault(int(raw["task"]), []).append(raw)
+    changed = []
+    for task_id, row in snapshot.rows.items():
+        if row.problem is not None:
+            continue
+        shown = shown_prediction(config, by_task.get(task_id, ()), snapshot.queue_version)
+        if shown != row.shown:
+            row.shown = shown
+            changed.append(task_id)
+    return changed
