@@ -126,7 +126,8 @@ class CachedJudge(Judge):
         pending = list(waiting)
         for start in range(0, len(pending), CHUNK_PAIRS):
             chunk = pending[start : start + CHUNK_PAIRS]
-            claimed = [k for k in chunk if k in self.cache.claim_many(fingerprint, chunk, owner, self.claim_seconds)]
+            held = self.cache.claim_many(fingerprint, chunk, owner, self.claim_seconds)
+            claimed = [k for k in chunk if k in held]
             if not claimed:
                 continue
             claimed_total += len(claimed)
