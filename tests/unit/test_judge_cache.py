@@ -145,10 +145,14 @@ def test_cache_survives_reopening(tmp_path):
     assert mode == "wal"
 
 
-def test_large_batches_are_looked_up_in_chunks(cache):
+def test_large_batches_are_looked_up_in_chunks(cache, monkeypatch):
     inner = CountingJudge()
     judge = CachedJudge(inner, cache)
+    claims = []
+    claim_many = cache.claim_many
+    monkeypatch.setattr(cache, "claim_many", lambda *a, **k: claims.append(len(a[1])) or claim_many(*a, **k))
     judge.judge_many(_pairs(1200))
+    assert claims == [CHUNK_PAIRS] * 4 + [1200 - 4 * CHUNK_PAIRS]  # one statement per chunk
     results = judge.judge_many(_pairs(1200))
     # Misses go to the inner judge a chunk at a time, each chunk stored before the next is asked.
     assert [len(c) for c in inner.calls] == [CHUNK_PAIRS] * 4 + [1200 - 4 * CHUNK_PAIRS]
