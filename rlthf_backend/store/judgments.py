@@ -125,8 +125,10 @@ class DatabaseJudgmentStore:
 
     def health(self) -> dict[str, Any]:
         """For ``/health``: whether judgments are looked up and kept, and why not (no password,
-        no file path)."""
-        self._open()
+        no file path). Never waits for the database: a due attempt to reopen it runs aside."""
+        if self._database is None and self.read_problem is None and time.monotonic() >= self._retry_open_at \
+                and not self._lock.locked():
+            threading.Thread(target=self._open, daemon=True, name="judgment-store-reopen").start()
         if self.read_problem is not None:
             return {"ok": False, "detail": f"serving without the judgment cache ({self.read_problem})"}
         if self.outage is not None:

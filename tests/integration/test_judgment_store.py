@@ -211,3 +211,31 @@ def test_an_earlier_versions_file_is_imported_into_the_shared_database(store_url
     CachedJudge(inner, store).judge_many(_pairs(4))
     assert inner.judged == [] and store.count() == 4
     assert DatabaseJudgmentStore(store_url, legacy).import_legacy(legacy) == 0  # once
+
+
+def test_a_database_that_answers_later_is_used_from_then_on(monkeypatch, caplog):
+    """PostgreSQL not there at start (here: the database does not exist yet), then there."""
+    import psycopg
+
+    from rlthf_backend.store import judgments as store_module
+    from tests.support.postgres import SERVER
+
+    monkeypatch.setattr(store_module, "RETRY_OPEN_S", 0.0)
+    with throwaway_database("rlthf_later") as existing:
+        url = existing + "_not_yet"
+        name = url.rsplit("/", 1)[1]
+        store, inner = DatabaseJudgmentStore(url), CountingJudge()
+        CachedJudge(inner, store).judge_many(_pairs(2))
+        assert store.health()["ok"] is False and "does not exist" in store.health()["detail"]
+        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            CachedJudge(inner, store).judge_many(_pairs(2))  # reopened, migrated, stored
+            CachedJudge(inner, store).judge_many(_pairs(2))  # answered from it
+            assert inner.judged == ["p0", "p1"] * 2
+            assert store.health() == {"ok": True, "database": "postgresql"}
+            assert "answers again" in caplog.text
+        finally:
+            store.close()
+            with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
