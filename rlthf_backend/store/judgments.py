@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from rlthf_backend.core.types import Judgment
 from rlthf_backend.store.database import Database, DatabaseUnavailable, close_database, open_database, redact
@@ -105,8 +105,9 @@ class DatabaseJudgmentStore:
             log.warning("judgment store %s busy while trying to %s (%s); this batch goes without it",
                         self.display_url, doing, message)
             return
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated or self._database.dialect == "postgresql" \
-                and _is_connection_error(exc):
+        went_away = isinstance(exc, DBAPIError) and exc.connection_invalidated
+        server_error = self._database.dialect == "postgresql" and isinstance(exc, (OperationalError, InterfaceError))
+        if went_away or server_error:
             self._outage(f"cannot {doing}: {message}")
             return
         readonly = "readonly" in lowered.replace(" ", "").replace("-", "")
@@ -317,13 +318,6 @@ def _read_legacy(path: Path) -> list[dict[str, Any]]:
                     "SELECT fingerprint, content_key, judgment, created_at FROM judgments")]
     finally:
         connection.close()
-
-
-def _is_connection_error(exc: SQLAlchemyError) -> bool:
-    """Whether a PostgreSQL error means the server went away (rather than a bad statement)."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
-    return isinstance(exc, (OperationalError, InterfaceError))
 
 
 _stores: dict[tuple[str, Path | None], DatabaseJudgmentStore] = {}
