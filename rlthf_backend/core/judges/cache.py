@@ -15,7 +15,6 @@ without a judgment (its owner's call failed).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -23,8 +22,6 @@ from typing import Any, Protocol
 
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.types import Judgment, Pair
-
-log = logging.getLogger(__name__)
 
 #: Misses are judged (and stored) this many at a time: an interrupted run keeps what it paid for,
 #: and one claim covers minutes of judging, not hours.
