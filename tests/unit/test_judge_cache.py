@@ -22,6 +22,7 @@ from rlthf_backend.core.judges.precomputed import PrecomputedJudge
 from rlthf_backend.core.types import Judgment, JudgeStatus, Pair
 from rlthf_backend.settings import Settings
 from rlthf_backend.store import judgment_store_for
+from rlthf_backend.store.database import engine_url
 from rlthf_backend.store.judgments import DatabaseJudgmentStore
 
 
@@ -312,6 +313,13 @@ def test_the_default_database_is_sqlite_in_the_data_folder(tmp_path):
     assert settings.database_url_resolved() == f"sqlite:///{tmp_path}/state.sqlite3"
     url = "postgresql://rlthf:pw@db:5432/rlthf"
     assert Settings(data_dir=tmp_path, database_url=url, _env_file=None).database_url_resolved() == url
+    # psycopg 3 drives PostgreSQL whatever the URL names; SQLite must be a file (a shared one).
+    for given in (url, "postgres://rlthf:pw@db/rlthf", "postgresql+psycopg2://rlthf:pw@db/rlthf"):
+        assert engine_url(given).drivername == "postgresql+psycopg"
+    with pytest.raises(ValueError, match="memory is not shared"):
+        engine_url("sqlite://")
+    with pytest.raises(ValueError, match="not a database URL"):
+        engine_url("db.example.com:5432")
 
 
 # --- judgments of an earlier version --------------------------------------------------------------
