@@ -17,8 +17,9 @@
 #   docker build -t rlthf-backend .
 #   docker build -t rlthf-backend --build-arg TORCH_INDEX_URL=<PyTorch's CPU wheel index> .
 #
-# Volumes: /data (RLTHF_DATA_DIR: judgment cache, embedding cache, state) and /models
-# (RLTHF_MODEL_DIR: the reward-model registry, shared by the backend and every worker).
+# Volumes: /data (RLTHF_DATA_DIR: this container's caches, and the state database as SQLite when
+# RLTHF_DATABASE_URL names none) and /models (RLTHF_MODEL_DIR: the reward-model registry, shared by
+# the backend and every worker). PostgreSQL's driver is psycopg's binary wheel: no system library.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 

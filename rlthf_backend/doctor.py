@@ -454,9 +454,33 @@ def check_disk(ctx: _Context) -> Check:
     return Check(name, "ok", f"{free / 2**30:.1f} GiB free at {folder} (writable)")
 
 
+def check_database(ctx: _Context) -> Check:
+    """The state database answers and is (or could be brought) at the newest schema."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rlthf_backend.store.database import DatabaseUnavailable, current_revision, head_revision, open_database
+
+    name = "database"
+    url = ctx.settings.database_url_resolved()
+    fix = ("check RLTHF_DATABASE_URL (host, port, user, password, database name) and that the server accepts "
+           "connections from here" if ctx.settings.database_url else
+           "make RLTHF_DATA_DIR a writable local folder, or move a broken state.sqlite3 away")
+    try:
+        database = open_database(url)  # migrates it, as every process does on first use
+    except DatabaseUnavailable as exc:
+        return Check(name, "FAIL", str(exc), fix)
+    try:
+        revision = current_revision(database.engine)
+    except SQLAlchemyError as exc:  # it went away since
+        return Check(name, "FAIL", f"cannot read the schema revision: {database.describe(exc)}", fix)
+    where = database.display_url if database.dialect == "postgresql" else "SQLite in RLTHF_DATA_DIR (one host only)"
+    return Check(name, "ok", f"{where}, schema revision {revision} (newest {head_revision()})")
+
+
 CHECKS: tuple[Callable[[_Context], Check], ...] = (
     check_label_studio, check_token, check_project_config, check_ml_backend, check_backend_here,
-    check_backend_from_label_studio, check_webhook, check_queue_settings, check_jobs, check_judge, check_disk,
+    check_backend_from_label_studio, check_webhook, check_queue_settings, check_jobs, check_judge, check_database,
+    check_disk,
 )
 
 

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
+        # Errors name the setting and the problem, never the value: values hold passwords and keys.
+        hide_input_in_errors=True,
     )
 
     # --- Label Studio and shared-infrastructure conventions (no prefix) ---------------------
@@ -83,10 +85,17 @@ class Settings(BaseSettings):
     # --- Storage ----------------------------------------------------------------------------
     data_dir: Path = Field(
         default_factory=_default_data_dir,
-        description="Where the judgment cache and other state live (created on first use).",
+        description="This host's own files (created on first use): the embedding cache, and the state "
+        "database (`state.sqlite3`) unless DATABASE_URL names one.",
     )
     model_dir: Path | None = Field(
         None, description="Reward-model registry; defaults to DATA_DIR/models."
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="The database every process and host shares (judgments and other state): "
+        "`postgresql://USER:PASSWORD@HOST:5432/NAME` for several hosts; unset = SQLite in "
+        "DATA_DIR/state.sqlite3 (one host). Migrated to the newest schema on first use.",
     )
 
     # --- Judge ------------------------------------------------------------------------------
@@ -254,6 +263,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from rlthf_backend.store.database import engine_url  # raises ValueError without the password
+
+            engine_url(value.get_secret_value())
+        return value
+
     @model_validator(mode="after")
     def _basic_auth_is_all_or_nothing(self) -> "Settings":
         """Half-set basic auth would silently serve without any: refuse it instead."""
@@ -300,9 +318,11 @@ class Settings(BaseSettings):
     def auth_enabled(self) -> bool:
         return bool(self.basic_auth_user and self.basic_auth_pass)
 
-    @property
-    def judgment_cache_path(self) -> Path:
-        return self.data_dir / "judgments.sqlite3"
+    def database_url_resolved(self) -> str:
+        """The state database's URL (it may hold a password: show only ``store.database.redact``-ed)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'state.sqlite3'}"
 
     @property
     def resolved_model_dir(self) -> Path:

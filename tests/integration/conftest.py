@@ -20,3 +20,12 @@ def label_studio(tmp_path_factory) -> Iterator[LabelStudioServer]:
 @pytest.fixture(scope="session")
 def ls(label_studio) -> LabelStudio:
     return LabelStudio(base_url=label_studio.url, api_key=label_studio.token, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test session (created fresh, dropped at the end)."""
+    from tests.support.postgres import throwaway_database
+
+    with throwaway_database() as url:
+        yield url

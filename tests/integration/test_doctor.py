@@ -112,7 +112,7 @@ def test_a_working_setup_passes_every_check_and_exits_0(label_studio, backend, w
     lines = run.stdout.strip().splitlines()
     assert lines[-1] == "all checks passed"
     names = ["label-studio", "token", "project-config", "ml-backend", "backend", "backend-from-ls", "webhook",
-             "model-version", "jobs", "judge", "registry-disk"]
+             "model-version", "jobs", "judge", "database", "registry-disk"]
     assert [line.split()[2] for line in lines[:-1]] == names
     assert all(line.startswith("[  ok]") for line in lines[:-1])
     text = run.stdout

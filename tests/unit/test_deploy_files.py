@@ -249,6 +249,21 @@ def test_service_urls_point_at_the_services(compose):
     assert any(str(p).endswith(":8080") for p in services["label-studio"]["ports"])
 
 
+def test_backend_and_workers_share_the_postgres_service_as_their_state_database(compose):
+    services = compose["services"]
+    postgres = services["postgres"]
+    assert postgres["image"] == "postgres:16"
+    db_env = service_env(postgres)
+    assert any(v.split(":")[1] == "/var/lib/postgresql/data" for v in postgres["volumes"]), "data not on a volume"
+    for name in PROJECT_SERVICES:
+        url = urlparse(service_env(services[name])["RLTHF_DATABASE_URL"])
+        assert (url.scheme, url.hostname, url.port) == ("postgresql", "postgres", 5432), name
+        assert (url.username, url.password, url.path) == (db_env["POSTGRES_USER"], db_env["POSTGRES_PASSWORD"],
+                                                          "/" + db_env["POSTGRES_DB"]), name
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy", name
+    assert db_env["POSTGRES_USER"] in postgres["healthcheck"]["test"]
+
+
 def test_volumes_model_registry_and_data_are_shared_by_backend_and_workers(compose):
     top = compose.get("volumes") or {}
     mounts = {}

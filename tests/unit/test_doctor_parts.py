@@ -38,3 +38,20 @@ def test_a_line_per_check_with_the_fix_only_when_it_failed():
     assert fail.line() == "[FAIL] token                refused -> fix: create a new token"
     assert skip.line().endswith("needs a connected ML backend (connect it first)")
     assert passed([ok, skip]) and not passed([ok, fail])
+
+
+def test_the_database_check_says_which_database_and_never_its_password(tmp_path):
+    from rlthf_backend.doctor import _Context, check_database
+    from rlthf_backend.settings import Settings
+
+    ok = check_database(_Context(Settings(data_dir=tmp_path, _env_file=None), None, None, None))
+    assert ok.verdict == "ok" and "SQLite" in ok.detail and "revision 0001" in ok.detail
+    down = check_database(_Context(Settings(data_dir=tmp_path, _env_file=None,
+                                            database_url="postgresql://rlthf:hunter2@127.0.0.1:1/rlthf"),
+                                   None, None, None))
+    assert down.verdict == "FAIL" and "Connection refused" in down.detail and "RLTHF_DATABASE_URL" in down.fix
+    assert "hunter2" not in down.line()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "state.sqlite3").write_bytes(b"not a database" * 100)
+    corrupt = check_database(_Context(Settings(data_dir=tmp_path / "broken", _env_file=None), None, None, None))
+    assert corrupt.verdict == "FAIL" and "not a database" in corrupt.detail and "state.sqlite3" in corrupt.fix

@@ -1,21 +1,17 @@
-"""Hardening of the judge side (issue 10): verdict parsing, prompt delimiters, token probabilities,
-the openai judge's answer budget, and a judgment cache that is only ever a cache."""
+"""Hardening of the judge side (issue 10): verdict parsing, prompt delimiters, token probabilities
+and the openai judge's answer budget. That the judgment cache is only ever a cache is tested with
+the store (tests/unit/test_judge_cache.py)."""
 
 from __future__ import annotations
 
-import logging
-import sqlite3
 import subprocess
 import sys
-from collections.abc import Sequence
 
 import pytest
 
-from rlthf_backend.core.judges.base import Judge
-from rlthf_backend.core.judges.cache import CachedJudge, JudgmentCache
 from rlthf_backend.core.judges.openai_judge import OpenAIJudge
 from rlthf_backend.core.judges.prompt import DEFAULT_TEMPLATE, parse_verdict, render
-from rlthf_backend.core.types import JudgeStatus, Judgment, Pair
+from rlthf_backend.core.types import JudgeStatus, Pair
 from rlthf_backend.settings import Settings
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
 
@@ -125,71 +121,3 @@ def test_token_probabilities_never_override_the_parsed_verdict(fake_openai, tmp_
     assert judgment.verdict_ab == "a"
     assert judgment.label == "a", judgment
     assert judgment.extra["order_ab"]["token_probs_disagree"] is True
-
-
-# --- the judgment cache is only a cache ---------------------------------------------------------
-
-
-class CountingJudge(Judge):
-    kind = "counting"
-
-    def __init__(self) -> None:
-        self.judged = 0
-
-    def config(self):
-        return {"kind": self.kind, "model": "counter"}
-
-    def judge_many(self, pairs: Sequence[Pair]) -> list[Judgment]:
-        self.judged += len(pairs)
-        return [Judgment("a", 0.9, JudgeStatus.OK, "counter", verdict_ab="a") for _ in pairs]
-
-
-PAIRS = [Pair(f"p{i}", "x", "y") for i in range(3)]
-
-
-def test_a_corrupt_cache_file_is_served_around_and_reported(tmp_path, caplog):
-    path = tmp_path / "judgments.sqlite3"
-    path.write_bytes(b"this is not a database" * 100)
-    with caplog.at_level(logging.WARNING):
-        cache = JudgmentCache(path)
-        judge = CachedJudge(CountingJudge(), cache)
-        first = judge.judge_many(PAIRS)
-    assert [j.label for j in first] == ["a", "a", "a"]
-    health = cache.health()
-    assert health["ok"] is False and "not a database" in health["detail"]
-    assert "serving without" in caplog.text
-    assert path.read_bytes().startswith(b"this is not")  # never overwritten: the operator decides
-
-
-def test_a_cache_corrupted_while_in_use_is_served_around(tmp_path):
-    path = tmp_path / "judgments.sqlite3"
-    cache = JudgmentCache(path)
-    judge = CachedJudge(CountingJudge(), cache)
-    judge.judge_many(PAIRS)
-    cache.close()
-    with open(path, "r+b") as f:  # trash the pages after the header
-        f.seek(100)
-        f.write(b"\xff" * 8000)
-    for name in ("-wal", "-shm"):
-        (tmp_path / f"judgments.sqlite3{name}").unlink(missing_ok=True)
-    again = CachedJudge(CountingJudge(), JudgmentCache(path))
-    assert [j.label for j in again.judge_many(PAIRS)] == ["a", "a", "a"]
-    assert again.cache.health()["ok"] is False
-
-
-def test_a_read_only_cache_still_answers_and_keeps_reading(tmp_path, monkeypatch):
-    path = tmp_path / "judgments.sqlite3"
-    warm = JudgmentCache(path)
-    CachedJudge(CountingJudge(), warm).judge_many(PAIRS[:1])
-    warm.close()
-
-    # Root ignores file modes, so the read-only file is SQLite's own read-only open of it.
-    monkeypatch.setattr(JudgmentCache, "_open", lambda self: sqlite3.connect(f"file:{path}?mode=ro", uri=True))
-    inner = CountingJudge()
-    judge = CachedJudge(inner, JudgmentCache(path))
-    results = judge.judge_many(PAIRS)
-    assert all(j.ok for j in results)
-    assert results[0].extra.get("cached") is True  # still read
-    assert inner.judged == 2  # the two misses were judged, and returned although they cannot be stored
-    health = judge.cache.health()
-    assert health["ok"] is False and "readonly" in health["detail"].replace("-", "").replace(" ", "")

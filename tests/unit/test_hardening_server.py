@@ -199,7 +199,7 @@ def test_half_set_basic_auth_is_refused(tmp_path, only):
 
 
 def test_a_corrupt_cache_leaves_every_endpoint_answering(tmp_path):
-    (tmp_path / "judgments.sqlite3").write_bytes(b"garbage, not SQLite" * 64)
+    (tmp_path / "state.sqlite3").write_bytes(b"garbage, not SQLite" * 64)
     with FakeOpenAIServer(Behaviour()) as server:
         settings = Settings(judge="openai", openai_base_url=server.base_url, data_dir=tmp_path, _env_file=None)
         client = create_app(settings).test_client()

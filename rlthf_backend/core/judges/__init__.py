@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 from rlthf_backend.core.judges.base import Judge
-from rlthf_backend.core.judges.cache import CachedJudge, JudgmentCache
+from rlthf_backend.core.judges.cache import CachedJudge, JudgmentStore
 from rlthf_backend.settings import Settings
 
-__all__ = ["Judge", "CachedJudge", "JudgmentCache", "make_judge"]
+__all__ = ["Judge", "CachedJudge", "JudgmentStore", "make_judge"]
 
 
-def make_judge(settings: Settings, *, cache: bool = True) -> Judge:
+def make_judge(settings: Settings, *, cache: bool = True, store: JudgmentStore | None = None) -> Judge:
     """The judge selected by ``settings.judge`` (or the panel of ``settings.judges``), behind the
-    judgment cache when it is worth one (each panel member behind its own).
+    judgment store when it is worth caching (each panel member on its own, by its fingerprint).
 
-    Nothing heavy happens here: the transformers judge loads its model on first use. Raises
-    ValueError for an unknown kind or an unusable prompt template.
+    ``store``: where judgments are kept; by default the process's store for ``settings``
+    (``rlthf_backend.store``, the shared database). Nothing heavy happens here: the transformers
+    judge loads its model on first use. Raises ValueError for an unknown kind or an unusable
+    prompt template.
     """
     if settings.judges:
         from rlthf_backend.core.judges.panel import JudgePanel
 
-        members = [make_judge(member, cache=cache) for member in panel_member_settings(settings)]
+        members = [make_judge(member, cache=cache, store=store) for member in panel_member_settings(settings)]
         return members[0] if len(members) == 1 else JudgePanel(members, settings.judge_panel_label)
     judge: Judge
     if settings.judge == "openai":
@@ -38,7 +40,13 @@ def make_judge(settings: Settings, *, cache: bool = True) -> Judge:
     else:
         raise ValueError(f"unknown judge {settings.judge!r}; choose openai, transformers or precomputed")
     if cache and judge.cacheable:
-        judge = CachedJudge(judge, JudgmentCache(settings.judgment_cache_path))
+        if store is None:
+            # The composition root reaches the infrastructure here, and only here: nothing else in
+            # core knows the store is a database.
+            from rlthf_backend.store import judgment_store_for
+
+            store = judgment_store_for(settings)
+        judge = CachedJudge(judge, store)
     return judge
 
 

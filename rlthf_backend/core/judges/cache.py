@@ -1,182 +1,81 @@
-"""A persistent cache of judgments, so a pair is never sent to the same judge twice.
+"""A judge that answers from a judgment store first, so a pair is never paid for twice.
 
-Judgments live in SQLite (WAL mode: readers never block the writer, and several server
-processes and threads can share the file), keyed by the judge's fingerprint (its config hash:
-a new model, prompt or criteria means new keys) and the pair's content hash. Only successful
-judgments are stored; failures are retried on the next request.
+The store (:class:`JudgmentStore`, implemented in ``rlthf_backend.store``) keeps judgments by
+the judge's fingerprint (its config hash: a new model, prompt or criteria means new keys) and
+the pair's content hash, for every process and host that shares it. Only successful judgments
+are stored; failures are asked again next time.
+
+Processes that need the same pairs at the same moment (two workers training projects that
+share pairs, two gunicorn threads) would both miss and both pay. So misses are *claimed* before
+they are judged: a pair claimed by someone else is waited for, and judged here only if its
+claim lapses (its owner died or took longer than :data:`CLAIM_SECONDS`) or is released
+without a judgment (its owner's call failed).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
-import sqlite3
-import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.types import Judgment, Pair
 
-log = logging.getLogger(__name__)
-
-#: SQLite's historical limit on bound parameters is 999; stay well under it per query.
-_CHUNK = 500
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS judgments (
-    fingerprint TEXT NOT NULL,
-    content_key TEXT NOT NULL,
-    judgment    TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    PRIMARY KEY (fingerprint, content_key)
-) WITHOUT ROWID
-"""
+#: Misses are judged (and stored) this many at a time: an interrupted run keeps what it paid for,
+#: and one claim covers minutes of judging, not hours.
+CHUNK_PAIRS = 256
+#: How long a claim holds before others may judge its pairs themselves: well above what a chunk
+#: takes an API judge (256 pairs in both orders at 8 requests in flight and 2 s each: about 2 min).
+CLAIM_SECONDS = 600.0
+#: Longest pause between two looks at pairs that someone else is judging.
+MAX_POLL_SECONDS = 2.0
 
 
-class JudgmentCache:
-    """Judgments by (judge fingerprint, pair content key), in one SQLite file.
+class JudgmentStore(Protocol):
+    """Where judgments are kept, shared by every process that judges (see ``rlthf_backend.store``).
 
-    Each thread gets its own connection (SQLite connections must not be shared across threads
-    without care); processes coordinate through SQLite's file locks, waiting up to
-    ``busy_timeout`` seconds for a writer.
-
-    A cache is only a cache: when the file cannot be read (corrupt, not a database, unopenable)
-    lookups miss, and when it cannot be written (read-only) fresh judgments are still returned,
-    just not kept. Either way the first failure is logged once, with the file, and
-    :meth:`health` says so until the process restarts; the file itself is never touched.
+    A store is only a cache: when it cannot answer, lookups miss, writes are skipped and claims
+    are all granted (so the caller judges by itself); :meth:`health` says why.
     """
 
-    def __init__(self, path: Path | str, busy_timeout: float = 30.0):
-        self.path = Path(path)
-        self.busy_timeout = busy_timeout
-        self._local = threading.local()
-        self._state_lock = threading.Lock()
-        self.read_problem: str | None = None  # set: lookups are skipped
-        self.write_problem: str | None = None  # set: nothing is stored
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as conn:
-                conn.execute(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            self._failed("open", exc)
-
-    def _open(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=self.busy_timeout)
-
-    def _connect(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._open()
-            conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL is durable across application crashes in WAL mode; only an OS crash may lose
-            # the last writes, which for a cache costs a re-judgment, not corruption.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
-
-    def _failed(self, doing: str, exc: Exception) -> None:
-        """Turn the cache (or its writes) off after an error that will not go away by itself."""
-        message = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
-            log.warning("judgment cache %s busy while trying to %s (%s); this batch goes without it",
-                        self.path, doing, exc)
-            return
-        # A read-only file still answers lookups; anything else (corrupt, not a database) does not.
-        readonly = isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace(" ", "")
-        with self._state_lock:
-            if doing == "write" or readonly:
-                if self.write_problem is not None:
-                    return
-                self.write_problem = f"cannot {doing}: {message}"
-            else:
-                if self.read_problem is not None:
-                    return
-                self.read_problem = self.write_problem = f"cannot {doing}: {message}"
-        log.error("judgment cache %s: cannot %s (%s); serving without %s until restart. Move the file away "
-                  "(or fix its permissions) and restart to cache again.", self.path, doing, message,
-                  "storing judgments" if self.read_problem is None else "it")
-
-    def health(self) -> dict[str, Any]:
-        """For ``/health``: whether the cache is fully in use, and why not."""
-        if self.read_problem is not None:
-            return {"ok": False, "detail": f"serving without the judgment cache ({self.read_problem})"}
-        if self.write_problem is not None:
-            return {"ok": False, "detail": f"judgments are not stored ({self.write_problem})"}
-        return {"ok": True}
-
     def get_many(self, fingerprint: str, keys: Sequence[str]) -> dict[str, Judgment]:
-        """The cached judgments among ``keys`` (absent keys are simply missing from the result)."""
-        found: dict[str, Judgment] = {}
-        if self.read_problem is not None:
-            return found
-        unique = list(dict.fromkeys(keys))
-        try:
-            conn = self._connect()
-            for start in range(0, len(unique), _CHUNK):
-                chunk = unique[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT content_key, judgment FROM judgments WHERE fingerprint = ? AND content_key IN ({marks})",
-                    (fingerprint, *chunk),
-                ).fetchall()
-                for key, blob in rows:
-                    found[key] = Judgment.from_dict(json.loads(blob))
-        except (sqlite3.Error, OSError, ValueError, TypeError, KeyError) as exc:  # incl. a mangled row
-            self._failed("read", exc)
-            return {}
-        return found
+        """The stored judgments among ``keys`` (absent keys are simply missing)."""
+        ...
 
     def put_many(self, fingerprint: str, items: Iterable[tuple[str, Judgment]]) -> int:
-        """Store the OK judgments among ``items`` (one transaction); returns how many were stored."""
-        now = time.time()
-        rows = [(fingerprint, key, json.dumps(j.to_dict(), default=str), now) for key, j in items if j.ok]
-        if not rows or self.write_problem is not None:
-            return 0
-        try:
-            conn = self._connect()
-            with conn:  # one transaction: one fsync for the batch
-                conn.executemany(
-                    "INSERT OR REPLACE INTO judgments (fingerprint, content_key, judgment, created_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    rows,
-                )
-        except (sqlite3.Error, OSError) as exc:
-            self._failed("write", exc)
-            return 0
-        return len(rows)
+        """Store the OK judgments among ``items``; how many were stored."""
+        ...
 
-    def count(self, fingerprint: str | None = None) -> int:
-        conn = self._connect()
-        if fingerprint is None:
-            return conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
-        return conn.execute(
-            "SELECT COUNT(*) FROM judgments WHERE fingerprint = ?", (fingerprint,)
-        ).fetchone()[0]
+    def claim_many(self, fingerprint: str, keys: Sequence[str], owner: str, seconds: float) -> set[str]:
+        """Claim ``keys`` for ``owner`` for ``seconds``: the keys now held by ``owner`` (those
+        nobody else holds, or whose claim lapsed)."""
+        ...
 
-    def close(self) -> None:
-        """Close this thread's connection (other threads' close when they end)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+    def release_many(self, fingerprint: str, keys: Sequence[str], owner: str) -> None:
+        """Give up ``owner``'s claims on ``keys``."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """For ``/health``: ``{"ok": True}``, or ``{"ok": False, "detail": why}``."""
+        ...
 
 
 class CachedJudge(Judge):
-    """A judge that answers from :class:`JudgmentCache` first and asks ``inner`` only for misses.
+    """A judge that answers from a :class:`JudgmentStore` first and asks ``inner`` only for misses.
 
-    Misses are judged in one ``inner.judge_many`` call (so the inner judge keeps its batching
-    and concurrency), each distinct pair once even if repeated in the batch. Judgments served
-    from the cache carry ``extra["cached"] = True``. Config, kind and fingerprint are the inner
-    judge's, so the cache is invisible in model versions.
+    Misses are judged in ``inner.judge_many`` calls of up to :data:`CHUNK_PAIRS` pairs (so the
+    inner judge keeps its batching and concurrency), each distinct pair once even if repeated in
+    the batch, and never while another caller holds its claim. Judgments served from the store
+    carry ``extra["cached"] = True``. Config, kind and fingerprint are the inner judge's, so the
+    cache is invisible in model versions.
     """
 
-    def __init__(self, inner: Judge, cache: JudgmentCache):
+    def __init__(self, inner: Judge, store: JudgmentStore, claim_seconds: float = CLAIM_SECONDS):
         self.inner = inner
-        self.cache = cache
+        self.cache = store
+        self.claim_seconds = claim_seconds
         self.kind = inner.kind
         self.cacheable = inner.cacheable
 
@@ -197,16 +96,54 @@ class CachedJudge(Judge):
     def judge_many(self, pairs: Sequence[Pair]) -> list[Judgment]:
         fingerprint = self.fingerprint()
         keys = [p.content_key() for p in pairs]
-        hits = self.cache.get_many(fingerprint, keys)
-        results: dict[str, Judgment] = {
-            k: dataclasses.replace(j, extra={**j.extra, "cached": True}) for k, j in hits.items()
-        }
-        misses: dict[str, Pair] = {}
+        results: dict[str, Judgment] = {k: _cached(j) for k, j in self.cache.get_many(fingerprint, keys).items()}
+        waiting: dict[str, Pair] = {}
         for key, pair in zip(keys, pairs):
-            if key not in results and key not in misses:
-                misses[key] = pair
-        if misses:
-            fresh = self.inner.judge_many(list(misses.values()))
-            results.update(zip(misses.keys(), fresh))
-            self.cache.put_many(fingerprint, zip(misses.keys(), fresh))
+            if key not in results:
+                waiting[key] = pair
+        owner = uuid.uuid4().hex
+        pause = 0.1
+        while waiting:
+            claimed = self._judge_claimed(fingerprint, waiting, owner, results)
+            if not waiting:
+                break
+            if not claimed:  # everything left is someone else's: wait for it, or for its claim to lapse
+                time.sleep(pause)
+                pause = min(pause * 2, MAX_POLL_SECONDS)
+                for key, judgment in self.cache.get_many(fingerprint, list(waiting)).items():
+                    results[key] = _cached(judgment)
+                    del waiting[key]
         return [results[k] for k in keys]
+
+    def _judge_claimed(self, fingerprint: str, waiting: dict[str, Pair], owner: str,
+                       results: dict[str, Judgment]) -> int:
+        """Claim what is free among ``waiting`` and judge it, a chunk at a time (moving each
+        answer from ``waiting`` to ``results``); how many pairs were claimed."""
+        claimed_total = 0
+        pending = list(waiting)
+        for start in range(0, len(pending), CHUNK_PAIRS):
+            chunk = pending[start : start + CHUNK_PAIRS]
+            held = self.cache.claim_many(fingerprint, chunk, owner, self.claim_seconds)
+            claimed = [k for k in chunk if k in held]
+            if not claimed:
+                continue
+            claimed_total += len(claimed)
+            try:
+                # Someone may have stored these between our lookup and our claim.
+                for key, judgment in self.cache.get_many(fingerprint, claimed).items():
+                    results[key] = _cached(judgment)
+                    del waiting[key]
+                misses = [k for k in claimed if k in waiting]
+                if misses:
+                    fresh = self.inner.judge_many([waiting[k] for k in misses])
+                    self.cache.put_many(fingerprint, zip(misses, fresh))
+                    for key, judgment in zip(misses, fresh):
+                        results[key] = judgment
+                        del waiting[key]
+            finally:
+                self.cache.release_many(fingerprint, claimed, owner)
+        return claimed_total
+
+
+def _cached(judgment: Judgment) -> Judgment:
+    return dataclasses.replace(judgment, extra={**judgment.extra, "cached": True})
