@@ -40,7 +40,7 @@ from rlthf_backend.core.curation import (
 from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE
 from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.reward.factory import round_factory
-from rlthf_backend.labelstudio.client import RequestCounter, describe_api_error, make_client
+from rlthf_backend.labelstudio.client import Traffic, describe_api_error, make_client
 from rlthf_backend.labelstudio.config import parse_label_config
 from rlthf_backend.labelstudio.pool import ProjectPool
 from rlthf_backend.labelstudio.queue_order import (
@@ -170,14 +170,15 @@ def run_training(
     rm_spec = settings.reward_model_spec()
 
     on_stage("reading Label Studio")
-    counter = RequestCounter()
-    ls = make_client(settings, counter=counter)
+    traffic = Traffic()
+    ls = make_client(settings, traffic=traffic)
     store = _project_store(settings)
     try:
         project = ls.projects.get(id=project_id)
         config = parse_label_config(project.label_config)
         stored = _load_snapshot(store, project_id)
-        snapshot, sync = sync_project(ls, project, config, stored, full=full_sync)
+        snapshot, sync = sync_project(ls, project, config, stored, full=full_sync,
+                                      server_time=lambda: traffic.server_time)
     except httpx.TransportError as exc:
         raise TrainingError(f"Label Studio unreachable at {settings.label_studio_url}: {exc}") from exc
     except ApiError as exc:
@@ -269,7 +270,8 @@ def run_training(
             if report.stamped_tasks:
                 # Predictions created one by one stamped their tasks: read the project once more now (the
                 # queue is already re-ordered), so that the next read starts after those stamps.
-                snapshot, refresh = sync_project(ls, project, config, snapshot, full=True)
+                snapshot, refresh = sync_project(ls, project, config, snapshot, full=True,
+                                                 server_time=lambda: traffic.server_time)
                 sync.mode, sync.tasks_read = "full", sync.tasks_read + refresh.tasks_read
                 sync.changed = list(snapshot.rows)
             else:
@@ -299,7 +301,7 @@ def run_training(
     _save_snapshot(store, snapshot, sync)
     outcome.sync = {"mode": sync.mode, "reason": sync.reason, "tasks_read": sync.tasks_read,
                     "changed": len(sync.changed), "removed": len(sync.removed)}
-    outcome.label_studio_requests = counter.count
+    outcome.label_studio_requests = traffic.requests
     seconds["total"] = round(time.perf_counter() - t_start, 3)
     outcome.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 

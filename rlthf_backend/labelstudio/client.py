@@ -7,6 +7,8 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -21,28 +23,39 @@ class LabelStudioNotConfigured(RuntimeError):
     pass
 
 
-class RequestCounter:
-    """Counts the HTTP requests a client sends (a round reports how many it made)."""
+class Traffic:
+    """What a client's HTTP traffic tells: how many requests it sent, and Label Studio's clock (the
+    ``Date`` header of the newest answer, to the second)."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.requests = 0
+        self.server_time: datetime | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, request: httpx.Request) -> None:
+    def on_request(self, request: httpx.Request) -> None:
         with self._lock:
-            self.count += 1
+            self.requests += 1
+
+    def on_response(self, response: httpx.Response) -> None:
+        try:
+            when = parsedate_to_datetime(response.headers.get("date", ""))
+        except (TypeError, ValueError, IndexError):
+            return
+        with self._lock:
+            self.server_time = when
 
 
-def make_client(settings: Settings, timeout: float = 60.0, counter: RequestCounter | None = None) -> LabelStudio:
+def make_client(settings: Settings, timeout: float = 60.0, traffic: Traffic | None = None) -> LabelStudio:
     """An SDK client for ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY`` (legacy token or PAT);
-    ``counter`` counts its requests."""
+    ``traffic`` watches its requests and answers."""
     if settings.label_studio_api_key is None:
         raise LabelStudioNotConfigured(
             "LABEL_STUDIO_API_KEY is not set: the backend needs a Label Studio access token for this"
         )
     http = None
-    if counter is not None:
-        http = httpx.Client(timeout=timeout, follow_redirects=True, event_hooks={"request": [counter]})
+    if traffic is not None:
+        http = httpx.Client(timeout=timeout, follow_redirects=True,
+                            event_hooks={"request": [traffic.on_request], "response": [traffic.on_response]})
     return LabelStudio(
         base_url=settings.label_studio_url.rstrip("/"),
         api_key=settings.label_studio_api_key.get_secret_value(),

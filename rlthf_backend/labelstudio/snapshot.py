@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from rlthf_backend.core.curation.state import HUMAN_NONE
@@ -49,6 +50,17 @@ class TaskRow:
     shown: ShownPrediction | None = None
 
 
+def stamp_text(value: object) -> str:
+    """A Label Studio timestamp (ISO text or a datetime, as the SDK gives it) as fixed-width UTC
+    text, ``2026-12-01T10:00:00.000000Z``: such texts order as the times do."""
+    if value is None or value == "":
+        return ""
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def config_key(config: PairwiseConfig) -> str:
     """Changes when the label config's meaning changes (fields, kind, labels): then every stored
     label was read under another config and the snapshot is re-read whole."""
@@ -61,7 +73,7 @@ def task_row(config: PairwiseConfig, task: Mapping[str, Any], queue_version: str
     row = TaskRow(
         task_id=int(task["id"]),
         data=dict(data) if isinstance(data, Mapping) else {},
-        updated_at=str(task.get("updated_at") or ""),
+        updated_at=stamp_text(task.get("updated_at")),
         total_annotations=int(task.get("total_annotations") or 0),
         cancelled_annotations=int(task.get("cancelled_annotations") or 0),
     )

@@ -2,19 +2,24 @@
 
 Why this cannot miss a change. Label Studio 1.23 stamps a task's ``updated_at`` whenever one of
 its annotations is created, updated, skipped or deleted (one by one or by a Data Manager action),
-and whenever a prediction of it is written (all seen on a live 1.23.2). An incremental read asks
-for the tasks stamped at or after the snapshot's cursor less ``overlap_s`` (a write stamped just
-before the last read but committed after it is read again; reading a task twice is harmless),
-then checks the result against the project's own counters: number of tasks, submitted and skipped
-annotations. Deleted tasks carry no stamp; they show as a task count above Label Studio's and
-are found by a light listing of ids. Any other mismatch means something changed without a stamp
-(e.g. a database edited by hand), and the read falls back to a full one. Webhooks are not used to
-find changes: Label Studio sends them once, with a 1 s timeout, and never retries.
+and whenever a prediction of it is created one by one or updated (all seen on a live 1.23.2). A
+read first asks for the project's newest stamp; every later change is stamped after it. Label
+Studio stamps when it saves and commits when the request ends, so a change stamped just before
+that newest stamp may still be in flight: unless the newest stamp is older than ``overlap_s`` by
+Label Studio's own clock, the cursor is set that much earlier and those tasks are read again
+(harmless). An incremental read asks for the tasks stamped after the cursor, then checks the
+result against the project's own counters: number of tasks, submitted and skipped annotations.
+Deleted tasks carry no stamp; they show as a task count above Label Studio's and are found by a
+light listing of ids. Any other mismatch means something changed without a stamp (e.g. a
+database edited by hand), and the read falls back to a full one. Webhooks are not used to find
+changes: Label Studio sends them once, with a 1 s timeout, and never retries. Bulk-imported
+predictions do not stamp their tasks; the backend learns its own from the predictions list.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +28,13 @@ from label_studio_sdk import LabelStudio
 
 from rlthf_backend.labelstudio.client import iter_tasks
 from rlthf_backend.labelstudio.config import PairwiseConfig
-from rlthf_backend.labelstudio.snapshot import ProjectSnapshot, config_key, shown_prediction, task_row
+from rlthf_backend.labelstudio.snapshot import (
+    ProjectSnapshot,
+    config_key,
+    shown_prediction,
+    stamp_text,
+    task_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +73,25 @@ def newest_stamp(ls: LabelStudio, project_id: int) -> str | None:
     """The newest ``updated_at`` among the project's tasks (Label Studio's clock), or None."""
     newest = next(iter_tasks(ls, project_id, query={"ordering": ["-tasks:updated_at"]}, include="id,updated_at",
                              page_size=1), None)
-    return str(newest["updated_at"]) if newest and newest.get("updated_at") else None
+    return stamp_text(newest["updated_at"]) if newest and newest.get("updated_at") else None
 
 
-def stamped_since(cursor: str, overlap_s: float) -> dict[str, Any]:
-    """A Data Manager query for the tasks stamped at or after ``cursor`` less ``overlap_s``."""
-    since = datetime.fromisoformat(cursor.replace("Z", "+00:00")) - timedelta(seconds=overlap_s)
-    value = since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def settled_cursor(newest: str | None, server_time: datetime | None, overlap_s: float) -> str | None:
+    """The cursor a read that began when ``newest`` was the newest stamp leaves: ``newest`` itself
+    once Label Studio's clock (``server_time``, to the second) is ``overlap_s`` past it, else
+    ``overlap_s`` earlier (a change stamped before ``newest`` may not have been committed yet)."""
+    if newest is None:
+        return None
+    stamp = datetime.fromisoformat(newest.replace("Z", "+00:00"))
+    if server_time is not None and (server_time - stamp).total_seconds() >= overlap_s + 1.0:
+        return newest
+    return stamp_text(stamp - timedelta(seconds=overlap_s))
+
+
+def stamped_after(cursor: str) -> dict[str, Any]:
+    """A Data Manager query for the tasks stamped after ``cursor``."""
     return {"filters": {"conjunction": "and", "items": [
-        {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": value}]}}
+        {"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": cursor}]}}
 
 
 def sync_project(
@@ -81,11 +102,13 @@ def sync_project(
     *,
     full: bool = False,
     overlap_s: float = OVERLAP_S,
+    server_time: Callable[[], datetime | None] = lambda: None,
 ) -> tuple[ProjectSnapshot, SyncReport]:
     """The project's snapshot brought up to date, and what the read did.
 
     A full read happens when asked, when nothing is stored, or when the stored snapshot was
     read under another label config; otherwise only changed tasks are read (module docstring).
+    ``server_time`` gives Label Studio's clock as of the latest answer (None: unknown).
     """
     key = config_key(config)
     why_full = ("asked for" if full else "no stored state" if stored is None
@@ -96,7 +119,7 @@ def sync_project(
     while why_full is None:
         assert stored is not None
         attempts += 1
-        snapshot = _read_changes(ls, project.id, config, stored, overlap_s, report)
+        snapshot = _read_changes(ls, project.id, config, stored, overlap_s, server_time, report)
         # Counters read after the changes: an annotation made in between is caught by the next try.
         counts = ProjectCounts.of(ls.projects.get(id=project.id))
         problem = _mismatch(snapshot, counts)
@@ -112,7 +135,7 @@ def sync_project(
     queue_version = stored.queue_version if stored is not None and stored.config_key == key else None
     snapshot = ProjectSnapshot(project_id=project.id, config_key=key, queue_version=queue_version)
     report = SyncReport(mode="full", reason=why_full)
-    before = newest_stamp(ls, project.id)
+    before = settled_cursor(newest_stamp(ls, project.id), server_time(), overlap_s)
     report.changed = snapshot.apply(task_row(config, t, queue_version) for t in iter_tasks(ls, project.id))
     report.tasks_read = len(report.changed)
     snapshot.cursor = before
@@ -122,12 +145,12 @@ def sync_project(
 
 
 def _read_changes(ls: LabelStudio, project_id: int, config: PairwiseConfig, stored: ProjectSnapshot,
-                  overlap_s: float, report: SyncReport) -> ProjectSnapshot:
+                  overlap_s: float, server_time: Callable[[], datetime | None], report: SyncReport) -> ProjectSnapshot:
     assert stored.cursor is not None
-    report.reason = f"tasks stamped since {stored.cursor} (less {overlap_s:g} s)"
-    before = newest_stamp(ls, project_id)
+    report.reason = f"tasks stamped after {stored.cursor}"
+    before = settled_cursor(newest_stamp(ls, project_id), server_time(), overlap_s)
     rows = [task_row(config, t, stored.queue_version)
-            for t in iter_tasks(ls, project_id, query=stamped_since(stored.cursor, overlap_s))]
+            for t in iter_tasks(ls, project_id, query=stamped_after(stored.cursor))]
     report.tasks_read += len(rows)
     report.changed = list(dict.fromkeys(report.changed + stored.apply(rows)))
     stored.cursor = max(stored.cursor, before or "")

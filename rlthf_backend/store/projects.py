@@ -63,11 +63,6 @@ class ProjectStore:
                 conn.execute(insert(project_tasks), chunk)
             _save_head(conn, snapshot)
 
-    def set_queue_version(self, project_id: int, queue_version: str | None) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(project_sync).where(project_sync.c.project_id == project_id)
-                         .values(queue_version=queue_version, saved_at=time.time()))
-
     def forget(self, project_id: int) -> None:
         """Drop the project's snapshot: the next round reads it whole."""
         with self.engine.begin() as conn:

@@ -7,7 +7,7 @@ and on PostgreSQL). Change both together: a new revision, then the table here.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text
+from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text
 
 #: Constraint names fixed by convention, so migrations can name what they alter on every dialect.
 metadata = MetaData(naming_convention={
@@ -45,4 +45,34 @@ legacy_imports = Table(
     Column("judgments", Integer, nullable=False),
     Column("imported_at", Float, nullable=False),
     PrimaryKeyConstraint("source"),
+)
+
+#: Where each project's snapshot of Label Studio stands (``store/projects.py``).
+project_sync = Table(
+    "project_sync", metadata,
+    Column("project_id", BigInteger, nullable=False),
+    Column("config_key", String(64), nullable=False),  # the label config the rows were read under
+    Column("cursor", String(64)),  # newest task ``updated_at`` before the last read (Label Studio's clock)
+    Column("queue_version", String(128)),  # model version the label stream is ordered by
+    Column("saved_at", Float, nullable=False),  # unix seconds
+    PrimaryKeyConstraint("project_id"),
+)
+
+#: Each task of a project as last read from Label Studio (``labelstudio/snapshot.py::TaskRow``).
+project_tasks = Table(
+    "project_tasks", metadata,
+    Column("project_id", BigInteger, nullable=False),
+    Column("task_id", BigInteger, nullable=False),
+    Column("data", Text, nullable=False),  # task data, JSON
+    Column("updated_at", String(64), nullable=False),
+    Column("total_annotations", Integer, nullable=False),
+    Column("cancelled_annotations", Integer, nullable=False),
+    Column("human", Integer, nullable=False),  # HUMAN_* code
+    Column("votes", Text, nullable=False),  # JSON list of labels
+    Column("annotators", Text, nullable=False),  # JSON list of user ids
+    Column("problem", Text),  # why the task is not a usable pair, if it is not
+    Column("shown_prediction_id", BigInteger),  # the queue version's prediction, if any
+    Column("shown_label", String(8)),
+    Column("shown_score", Float),
+    PrimaryKeyConstraint("project_id", "task_id"),
 )

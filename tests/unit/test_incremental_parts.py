@@ -1,6 +1,7 @@
 """The pure parts of incremental rounds: the fit budget, which predictions a round rewrites, and
 the snapshot of a project's tasks."""
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,14 @@ from rlthf_backend.core.reward.factory import FitBudget
 from rlthf_backend.labelstudio.config import parse_label_config
 from rlthf_backend.labelstudio.queue_order import QueuedPrediction, queue_changes
 from rlthf_backend.labelstudio.results import result_for_label
-from rlthf_backend.labelstudio.snapshot import ProjectSnapshot, ShownPrediction, config_key, task_row
-from rlthf_backend.labelstudio.sync import stamped_since
+from rlthf_backend.labelstudio.snapshot import (
+    ProjectSnapshot,
+    ShownPrediction,
+    config_key,
+    stamp_text,
+    task_row,
+)
+from rlthf_backend.labelstudio.sync import settled_cursor, stamped_after
 
 CFG = parse_label_config((Path(__file__).resolve().parents[2] / "label_config" / "choices.xml").read_text())
 
@@ -117,8 +124,19 @@ def test_the_label_config_key_changes_with_the_configs_meaning():
     assert config_key(CFG) != config_key(other)
 
 
-def test_the_incremental_query_reaches_back_by_the_overlap():
-    q = stamped_since("2026-12-01T10:00:05.250000Z", overlap_s=10)
-    item = q["filters"]["items"][0]
-    assert item["filter"] == "filter:tasks:updated_at" and item["operator"] == "greater"
-    assert item["value"] == "2026-12-01T09:59:55.250000Z"
+def test_the_cursor_reaches_back_only_while_a_change_may_still_be_in_flight():
+    newest = "2026-12-01T10:00:05.250000Z"
+    at = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))  # noqa: E731
+    assert settled_cursor(newest, None, 10) == "2026-12-01T09:59:55.250000Z"  # Label Studio's clock unknown
+    assert settled_cursor(newest, at("2026-12-01T10:00:09Z"), 10) == "2026-12-01T09:59:55.250000Z"
+    assert settled_cursor(newest, at("2026-12-01T10:00:17Z"), 10) == newest  # long committed
+    assert settled_cursor(None, at("2026-12-01T10:00:17Z"), 10) is None  # no tasks yet
+    item = stamped_after(newest)["filters"]["items"][0]
+    assert (item["filter"], item["operator"], item["value"]) == ("filter:tasks:updated_at", "greater", newest)
+
+
+def test_timestamps_become_fixed_width_utc_text_that_orders_like_time():
+    assert stamp_text("2026-12-01T10:00:05Z") == "2026-12-01T10:00:05.000000Z"
+    assert stamp_text(datetime(2026, 12, 1, 11, 0, 5, 1, tzinfo=timezone(timedelta(hours=1)))) == \
+        "2026-12-01T10:00:05.000001Z"
+    assert stamp_text("2026-12-01T10:00:05.5+00:00") > stamp_text("2026-12-01T10:00:05.25Z")
