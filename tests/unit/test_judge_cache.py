@@ -363,3 +363,22 @@ def test_an_unreadable_earlier_file_is_skipped_and_the_store_works(tmp_path, cap
         store = DatabaseJudgmentStore(f"sqlite:///{tmp_path}/state.sqlite3", tmp_path / "judgments.sqlite3")
     assert "not imported" in caplog.text
     assert store.health() == {"ok": True, "database": "sqlite"}
+
+
+def test_a_database_a_newer_version_migrated_is_left_alone(tmp_path):
+    path = tmp_path / "state.sqlite3"
+    sqlite_store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE alembic_version SET version_num = '0099'")  # as a later release would leave it
+    conn.commit()
+    conn.close()
+    store = sqlite_store(path)
+    inner = CountingJudge()
+    CachedJudge(inner, store).judge_many(_pairs(2))
+    assert inner.calls == [["p0", "p1"]]  # judged without the store, which it does not touch
+    health = store.health()
+    assert health["ok"] is False and "revision 0099" in health["detail"] and "upgrade" in health["detail"]
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0099",)]
+    assert conn.execute("SELECT COUNT(*) FROM judgments").fetchone() == (0,)
+    conn.close()
