@@ -20,6 +20,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from filelock import FileLock
 from sqlalchemy import URL, create_engine, event, make_url, text
 from sqlalchemy.engine import Engine
@@ -130,9 +132,15 @@ def alembic_config() -> Config:
 
 
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(alembic_config()).get_current_head()  # type: ignore[return-value]
+
+
+def known_revision(revision: str) -> bool:
+    """Whether this version's migrations know ``revision`` (a newer version's do not)."""
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -145,8 +153,13 @@ def current_revision(engine: Engine) -> str | None:
 def migrate(engine: Engine) -> None:
     """Bring the database to the newest revision, one process at a time (a database already
     there is only read)."""
-    if current_revision(engine) == head_revision():
+    current = current_revision(engine)
+    if current == head_revision():
         return
+    if current is not None and not known_revision(current):
+        # A newer version migrated it; its tables may mean what this version cannot know.
+        raise DatabaseUnavailable(f"the database is at schema revision {current}, which this version does not "
+                                  f"know (its newest is {head_revision()}): upgrade rlthf-backend on this host")
     config = alembic_config()
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
@@ -185,7 +198,10 @@ class Database:
         self.engine = create_engine_for(self.url)
         try:
             migrate(self.engine)
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        except DatabaseUnavailable:
+            self.engine.dispose()
+            raise
+        except (SQLAlchemyError, OSError, TimeoutError, CommandError) as exc:
             self.engine.dispose()
             raise DatabaseUnavailable(f"cannot open the {self.dialect} database: {describe_error(exc, self.url)}") \
                 from None

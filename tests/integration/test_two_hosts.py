@@ -12,6 +12,7 @@ import time
 from collections import Counter
 
 import pytest
+from rq import Worker
 
 from rlthf_backend.registry import ModelRegistry
 from rlthf_backend.store.judgments import DatabaseJudgmentStore
@@ -20,6 +21,7 @@ from tests.integration.test_active_loop import make_project, start_worker, wait_
 from tests.support.backend import start_backend
 from tests.support.data import judged_pairs
 from tests.support.postgres import throwaway_database
+from tests.support.processes import wait_until
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -49,6 +51,8 @@ def test_two_hosts_train_in_parallel_and_never_pay_twice_for_a_judgment(ls, labe
         try:
             a = make_project(ls, rows, "choices.xml", "two hosts a")
             b = make_project(ls, rows, "choices.xml", "two hosts b")
+            # Both listening before anything is queued, so each takes one project.
+            wait_until(lambda: len(Worker.all(connection=redis_server.client())) == 2, 180, "two RQ workers")
             t0 = time.time()
             for pid in (a, b):
                 assert backend.post("/webhook", json={"action": "START_TRAINING", "project": {"id": pid}}).json()[

@@ -43,9 +43,10 @@ def test_a_line_per_check_with_the_fix_only_when_it_failed():
 def test_the_database_check_says_which_database_and_never_its_password(tmp_path):
     from rlthf_backend.doctor import _Context, check_database
     from rlthf_backend.settings import Settings
+    from rlthf_backend.store.database import head_revision
 
     ok = check_database(_Context(Settings(data_dir=tmp_path, _env_file=None), None, None, None))
-    assert ok.verdict == "ok" and "SQLite" in ok.detail and "revision 0001" in ok.detail
+    assert ok.verdict == "ok" and "SQLite" in ok.detail and f"revision {head_revision()}" in ok.detail
     down = check_database(_Context(Settings(data_dir=tmp_path, _env_file=None,
                                             database_url="postgresql://rlthf:hunter2@127.0.0.1:1/rlthf"),
                                    None, None, None))

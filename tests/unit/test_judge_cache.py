@@ -210,8 +210,12 @@ def test_a_pair_someone_else_is_judging_is_waited_for_not_judged_again(cache):
     assert first.started.wait(10)  # the first caller holds the claims and is judging
     waiter = threading.Thread(target=lambda: answers.update(b=CachedJudge(second, cache).judge_many(_pairs(4))))
     waiter.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while not second.calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # time for a wrong second call, if the waiter were to make one
     assert second.calls == [["p3"]]  # only the pair nobody had claimed; the other three are waited for
+    assert waiter.is_alive()  # ... still waiting for them
     first.go.set()
     worker.join(10)
     waiter.join(10)
@@ -222,9 +226,9 @@ def test_a_pair_someone_else_is_judging_is_waited_for_not_judged_again(cache):
 def test_a_lapsed_claim_is_taken_over(cache):
     fingerprint = CountingJudge().fingerprint()
     keys = [p.content_key() for p in _pairs(2)]
-    assert cache.claim_many(fingerprint, keys, "a worker that died", seconds=0.2) == set(keys)
+    assert cache.claim_many(fingerprint, keys, "a worker that died", seconds=2.0) == set(keys)
     assert cache.claim_many(fingerprint, keys, "someone else", seconds=60) == set()
-    time.sleep(0.3)
+    time.sleep(2.1)
     inner = CountingJudge()
     assert all(j.ok for j in CachedJudge(inner, cache).judge_many(_pairs(2)))
     assert inner.calls == [["p0", "p1"]]
@@ -359,3 +363,22 @@ def test_an_unreadable_earlier_file_is_skipped_and_the_store_works(tmp_path, cap
         store = DatabaseJudgmentStore(f"sqlite:///{tmp_path}/state.sqlite3", tmp_path / "judgments.sqlite3")
     assert "not imported" in caplog.text
     assert store.health() == {"ok": True, "database": "sqlite"}
+
+
+def test_a_database_a_newer_version_migrated_is_left_alone(tmp_path):
+    path = tmp_path / "state.sqlite3"
+    sqlite_store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE alembic_version SET version_num = '0099'")  # as a later release would leave it
+    conn.commit()
+    conn.close()
+    store = sqlite_store(path)
+    inner = CountingJudge()
+    CachedJudge(inner, store).judge_many(_pairs(2))
+    assert inner.calls == [["p0", "p1"]]  # judged without the store, which it does not touch
+    health = store.health()
+    assert health["ok"] is False and "revision 0099" in health["detail"] and "upgrade" in health["detail"]
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0099",)]
+    assert conn.execute("SELECT COUNT(*) FROM judgments").fetchone() == (0,)
+    conn.close()
