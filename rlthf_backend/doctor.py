@@ -405,7 +405,7 @@ def _test_pair(ctx: _Context):
 
 def check_judge(ctx: _Context) -> Check:
     name = "judge"
-    from rlthf_backend.core.judges import make_judge
+    from rlthf_backend.judge_factory import make_judge
 
     s = ctx.settings
     try:

@@ -38,8 +38,8 @@ from rlthf_backend.core.curation import (
     round_due,
 )
 from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE
-from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.reward.factory import round_factory
+from rlthf_backend.judge_factory import make_judge
 from rlthf_backend.labelstudio.client import Traffic, describe_api_error, make_client
 from rlthf_backend.labelstudio.config import parse_label_config
 from rlthf_backend.labelstudio.pool import ProjectPool

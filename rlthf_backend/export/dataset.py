@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 from label_studio_sdk.core.api_error import ApiError
 
-from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.types import Judgment
 from rlthf_backend.export.deciding import load_deciding_round, stored_judgments
 from rlthf_backend.export.rows import (
@@ -26,6 +25,7 @@ from rlthf_backend.export.rows import (
     select_rows,
     source_counts,
 )
+from rlthf_backend.judge_factory import make_judge
 from rlthf_backend.labelstudio.client import LabelStudioNotConfigured, describe_api_error, iter_tasks, make_client
 from rlthf_backend.labelstudio.config import LabelConfigError, parse_label_config
 from rlthf_backend.labelstudio.pool import ProjectPool, build_pool

@@ -9,9 +9,9 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.jobs.dispatch import TrainingDispatcher
+from rlthf_backend.judge_factory import make_judge
 from rlthf_backend.registry import ModelRegistry
 from rlthf_backend.settings import Settings
 

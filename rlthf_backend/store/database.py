@@ -17,15 +17,15 @@ import os
 import threading
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from filelock import FileLock
 from sqlalchemy import URL, create_engine, event, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +128,22 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def alembic_config() -> Config:
     """Alembic's configuration for the packaged migrations."""
+    from alembic.config import Config  # alembic is imported only by processes that open a database
+
     return Config(str(MIGRATIONS / "alembic.ini"))
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()  # type: ignore[return-value]
 
 
 def known_revision(revision: str) -> bool:
     """Whether this version's migrations know ``revision`` (a newer version's do not)."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
     try:
         return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
     except CommandError:
@@ -160,6 +167,8 @@ def migrate(engine: Engine) -> None:
         # A newer version migrated it; its tables may mean what this version cannot know.
         raise DatabaseUnavailable(f"the database is at schema revision {current}, which this version does not "
                                   f"know (its newest is {head_revision()}): upgrade rlthf-backend on this host")
+    from alembic import command
+
     config = alembic_config()
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
@@ -196,6 +205,8 @@ class Database:
         self.dialect = self.url.get_backend_name()
         self.display_url = redact(self.url)
         self.engine = create_engine_for(self.url)
+        from alembic.util import CommandError
+
         try:
             migrate(self.engine)
         except DatabaseUnavailable:

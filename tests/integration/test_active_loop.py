@@ -165,7 +165,21 @@ def test_end_to_end_rounds_reorder_label_studio_queue(ls, label_studio, backend,
     assert second["round_index"] == 1 and second["round_reason"] == "human batch done"
     assert second["version"] != version
     assert not set(second["human_batch"]) & set(batch)
-    assert ls.projects.get(id=project_id).model_version == second["version"]
+    # An incremental round: it read what changed (here, where the whole project was written seconds ago,
+    # that is everything) and updated predictions in place, under the queue version the first round
+    # created, rather than writing a new prediction for every task.
+    assert second["sync"]["mode"] == "incremental"
+    assert second["model_version_in_label_studio"] == version == ls.projects.get(id=project_id).model_version
+    assert 0 < second["predictions_written"] < 64 - len(batch)
+    unlabelled = [t.model_dump() for t in ls.tasks.list(project=project_id, fields="all") if not t.annotations]
+    scores = {}
+    for task in unlabelled:
+        current = [p for p in task["predictions"] if p["model_version"] == version]
+        assert len(current) == 1, task["id"]
+        scores[task["id"]] = current[0]["score"]
+    new_batch = second["human_batch"]
+    assert sorted(new_batch, key=scores.get) == new_batch and max(scores[t] for t in new_batch) < 0.5
+    assert all(score >= 0.5 for t, score in scores.items() if t not in new_batch)
     assert next_task_id(label_studio, project_id) == second["human_batch"][0]
 
     # The round log records the people-vs-LLM disagreement of the answered batch.

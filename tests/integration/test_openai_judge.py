@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.judges.openai_judge import OpenAIJudge
 from rlthf_backend.core.types import JudgeStatus, Pair
+from rlthf_backend.judge_factory import make_judge
 from rlthf_backend.settings import Settings
 from tests.fakes.openai_server import FakeOpenAIServer, longer_wins
 

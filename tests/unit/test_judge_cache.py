@@ -15,11 +15,11 @@ from collections.abc import Sequence
 import pytest
 from pydantic import ValidationError
 
-from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.judges.cache import CHUNK_PAIRS, CachedJudge
 from rlthf_backend.core.judges.precomputed import PrecomputedJudge
-from rlthf_backend.core.types import Judgment, JudgeStatus, Pair
+from rlthf_backend.core.types import JudgeStatus, Judgment, Pair
+from rlthf_backend.judge_factory import make_judge
 from rlthf_backend.settings import Settings
 from rlthf_backend.store import judgment_store_for
 from rlthf_backend.store.database import engine_url

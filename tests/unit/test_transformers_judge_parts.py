@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from rlthf_backend.core.judges import make_judge
 from rlthf_backend.core.judges.cache import CachedJudge
 from rlthf_backend.core.judges.transformers_judge import (
     SMOLLM2_FILE,
@@ -16,6 +15,7 @@ from rlthf_backend.core.judges.transformers_judge import (
     water_fill,
 )
 from rlthf_backend.core.types import Pair
+from rlthf_backend.judge_factory import make_judge
 from rlthf_backend.settings import Settings
 
 

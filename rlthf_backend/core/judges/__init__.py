@@ -1,74 +1,9 @@
-"""LLM judges that pre-label pairwise preferences, and :func:`make_judge` to pick one."""
+"""LLM judges that pre-label pairwise preferences. Which judge a deployment runs, behind which
+store, is decided outside the core: :func:`rlthf_backend.judge_factory.make_judge`."""
 
 from __future__ import annotations
 
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.judges.cache import CachedJudge, JudgmentStore
-from rlthf_backend.settings import Settings
 
-__all__ = ["Judge", "CachedJudge", "JudgmentStore", "make_judge"]
-
-
-def make_judge(settings: Settings, *, cache: bool = True, store: JudgmentStore | None = None) -> Judge:
-    """The judge selected by ``settings.judge`` (or the panel of ``settings.judges``), behind the
-    judgment store when it is worth caching (each panel member on its own, by its fingerprint).
-
-    ``store``: where judgments are kept; by default the process's store for ``settings``
-    (``rlthf_backend.store``, the shared database). Nothing heavy happens here: the transformers
-    judge loads its model on first use. Raises ValueError for an unknown kind or an unusable
-    prompt template.
-    """
-    if settings.judges:
-        from rlthf_backend.core.judges.panel import JudgePanel
-
-        members = [make_judge(member, cache=cache, store=store) for member in panel_member_settings(settings)]
-        return members[0] if len(members) == 1 else JudgePanel(members, settings.judge_panel_label)
-    judge: Judge
-    if settings.judge == "openai":
-        from rlthf_backend.core.judges.openai_judge import OpenAIJudge
-
-        judge = OpenAIJudge(settings)
-    elif settings.judge == "transformers":
-        # Imported here: it pulls in torch/transformers only for those who use it.
-        from rlthf_backend.core.judges.transformers_judge import TransformersJudge
-
-        judge = TransformersJudge(settings)
-    elif settings.judge == "precomputed":
-        from rlthf_backend.core.judges.precomputed import PrecomputedJudge
-
-        judge = PrecomputedJudge()
-    else:
-        raise ValueError(f"unknown judge {settings.judge!r}; choose openai, transformers or precomputed")
-    if cache and judge.cacheable:
-        if store is None:
-            # The composition root reaches the infrastructure here, and only here: nothing else in
-            # core knows the store is a database.
-            from rlthf_backend.store import judgment_store_for
-
-            store = judgment_store_for(settings)
-        judge = CachedJudge(judge, store)
-    return judge
-
-
-def panel_member_settings(settings: Settings) -> list[Settings]:
-    """One settings object per ``settings.judges`` entry (``KIND[:MODEL]``): the kind, and the
-    model for that kind (``openai_model`` or ``transformers_model``); everything else shared."""
-    members = []
-    for entry in (e.strip() for e in (settings.judges or "").split(",")):
-        if not entry:
-            continue
-        kind, _, model = entry.partition(":")
-        if kind not in ("openai", "transformers", "precomputed"):
-            raise ValueError(f"RLTHF_JUDGES entry {entry!r}: unknown judge kind {kind!r}; "
-                             "use openai[:MODEL], transformers[:MODEL] or precomputed")
-        update: dict = {"judge": kind, "judges": None}
-        if model and kind == "openai":
-            update["openai_model"] = model
-        elif model and kind == "transformers":
-            update["transformers_model"] = model
-        elif model:
-            raise ValueError(f"RLTHF_JUDGES entry {entry!r}: the precomputed judge takes no model")
-        members.append(settings.model_copy(update=update))
-    if not members:
-        raise ValueError("RLTHF_JUDGES names no judge")
-    return members
+__all__ = ["Judge", "CachedJudge", "JudgmentStore"]
