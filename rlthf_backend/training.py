@@ -41,10 +41,11 @@ from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE
 from rlthf_backend.core.reward.factory import round_factory
 from rlthf_backend.judge_factory import make_judge
 from rlthf_backend.labelstudio.client import Traffic, describe_api_error, make_client
-from rlthf_backend.labelstudio.config import parse_label_config
+from rlthf_backend.labelstudio.config import PairwiseConfig, parse_label_config
 from rlthf_backend.labelstudio.pool import ProjectPool
 from rlthf_backend.labelstudio.queue_order import (
     QueuedPrediction,
+    WriteReport,
     queue_changes,
     queue_scores,
     update_round,
@@ -261,33 +262,12 @@ def run_training(
         def as_prediction(i: int) -> QueuedPrediction:
             return QueuedPrediction(ids[i], "a" if plan.label_a_preferred[i] else "b", float(scores[i]))
 
-        first = [as_prediction(i) for i in batch_idx]
-        rest = [as_prediction(int(i)) for i in unlabelled if int(i) not in in_batch]
-        if snapshot.queue_version is None:
-            report = write_round(ls, project_id, config, version.version, first=first, rest=rest)
-            written_at = time.time()
-            snapshot.queue_version = version.version
-            if report.stamped_tasks:
-                # Predictions created one by one stamped their tasks: read the project once more now (the
-                # queue is already re-ordered), so that the next read starts after those stamps.
-                snapshot, refresh = sync_project(ls, project, config, snapshot, full=True,
-                                                 server_time=lambda: traffic.server_time)
-                sync.mode, sync.tasks_read = "full", sync.tasks_read + refresh.tasks_read
-                sync.changed = list(snapshot.rows)
-            else:
-                sync.changed = list(dict.fromkeys(sync.changed + read_queue_predictions(ls, project_id, config,
-                                                                                        snapshot)))
-        else:
-            shown = {t: snapshot.rows[t].shown for t in ids}
-            tolerance = settings.queue_score_tolerance
-            report = update_round(ls, project_id, config, snapshot.queue_version,
-                                  first=queue_changes(first, shown, tolerance),
-                                  rest=queue_changes(rest, shown, tolerance), shown=shown)
-            written_at = time.time()
-            for task_id, now_shown in report.shown.items():  # stamped: the next read refreshes them anyway
-                snapshot.rows[task_id].shown = now_shown
-            sync.changed = list(dict.fromkeys(sync.changed + list(report.shown)))
-        outcome.reordered_at = written_at - (report.seconds_total - report.seconds_to_reorder)
+        snapshot, report = reorder_queue(
+            ls, project, config, snapshot, sync, version.version,
+            first=[as_prediction(i) for i in batch_idx],
+            rest=[as_prediction(int(i)) for i in unlabelled if int(i) not in in_batch],
+            score_tolerance=settings.queue_score_tolerance, server_time=lambda: traffic.server_time)
+        outcome.reordered_at = report.reordered_at
         seconds["write"] = round(report.seconds_total, 3)
         seconds["to_reordered_queue"] = round(mark - t_start + report.seconds_to_reorder, 3)
         outcome.human_batch = [ids[i] for i in batch_idx]
@@ -310,6 +290,33 @@ def run_training(
         log.info("project %s: pruned versions %s", project_id, ", ".join(pruned))
     log.info("project %s: trained %s (%s)", project_id, version.version, json.dumps(outcome.seconds))
     return outcome
+
+
+def reorder_queue(ls, project: Any, config: PairwiseConfig, snapshot: ProjectSnapshot, sync: SyncReport,
+                  new_version: str, *, first: list[QueuedPrediction], rest: list[QueuedPrediction],
+                  score_tolerance: float, server_time: Callable[[], Any]) -> tuple[ProjectSnapshot, WriteReport]:
+    """Write a round's predictions: every one under ``new_version`` when the project has no queue
+    version yet, else only those that change (:func:`queue_changes`). Keeps the snapshot, and
+    ``sync.changed`` (the rows to store), in step with what Label Studio now shows."""
+    if snapshot.queue_version is not None:
+        shown = {t: row.shown for t, row in snapshot.rows.items()}
+        report = update_round(ls, project.id, config, snapshot.queue_version,
+                              first=queue_changes(first, shown, score_tolerance),
+                              rest=queue_changes(rest, shown, score_tolerance), shown=shown)
+        for task_id, now_shown in report.shown.items():  # stamped: the next read refreshes them anyway
+            snapshot.rows[task_id].shown = now_shown
+        sync.changed = list(dict.fromkeys(sync.changed + list(report.shown)))
+        return snapshot, report
+    report = write_round(ls, project.id, config, new_version, first=first, rest=rest)
+    snapshot.queue_version = new_version
+    if report.stamped_tasks:
+        # Predictions created one by one stamped their tasks: read the project once more now (the queue
+        # is already re-ordered), so that the next read starts after those stamps.
+        snapshot, refresh = sync_project(ls, project, config, snapshot, full=True, server_time=server_time)
+        sync.mode, sync.tasks_read, sync.changed = "full", sync.tasks_read + refresh.tasks_read, list(snapshot.rows)
+    else:
+        sync.changed = list(dict.fromkeys(sync.changed + read_queue_predictions(ls, project.id, config, snapshot)))
+    return snapshot, report
 
 
 def _project_store(settings: Settings) -> ProjectStore | None:

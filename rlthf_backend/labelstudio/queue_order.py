@@ -86,11 +86,17 @@ def queue_changes(
 
 @dataclass
 class WriteReport:
+    started_at: float = field(default_factory=time.time)
     written: int = 0
     created: int = 0
     updated: int = 0
     stamped_tasks: bool = False  # predictions were created one by one, which stamps their tasks' updated_at
     shown: dict[int, ShownPrediction] = field(default_factory=dict)  # task id -> what it now shows (updates)
+
+    @property
+    def reordered_at(self) -> float:
+        """Unix time the label stream started serving the new batch."""
+        return self.started_at + self.seconds_to_reorder
     seconds_to_reorder: float = 0.0  # from the start until the project serves the new version
     seconds_total: float = 0.0
 

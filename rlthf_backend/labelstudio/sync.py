@@ -132,13 +132,18 @@ def sync_project(
         if attempts == 2:  # people annotating while we read can explain one mismatch, not two
             why_full = f"stored state disagrees with Label Studio ({problem})"
             log.warning("project %s: %s; reading it whole", project.id, why_full)
-    queue_version = stored.queue_version if stored is not None and stored.config_key == key else None
+    if stored is not None:
+        queue_version = stored.queue_version if stored.config_key == key else None
+    else:  # no snapshot: the project's model version is the queue version if its predictions are there
+        queue_version = getattr(project, "model_version", None) or None
     snapshot = ProjectSnapshot(project_id=project.id, config_key=key, queue_version=queue_version)
     report = SyncReport(mode="full", reason=why_full)
     before = settled_cursor(newest_stamp(ls, project.id), server_time(), overlap_s)
     report.changed = snapshot.apply(task_row(config, t, queue_version) for t in iter_tasks(ls, project.id))
     report.tasks_read = len(report.changed)
     snapshot.cursor = before
+    if stored is None and not any(r.shown for r in snapshot.rows.values()):
+        snapshot.queue_version = None  # e.g. the title Label Studio sets on connecting a backend
     if stored is not None:
         report.removed = [t for t in stored.rows if t not in snapshot.rows]
     return snapshot, report

@@ -26,6 +26,8 @@ from rlthf_backend.core.reward.manifest import read_manifest, write_manifest
 from rlthf_backend.core.types import Pair
 
 _PARAMS_FILE = "head.npz"
+#: Pairs scored at once: bounds the memory of scoring a large pool.
+_SCORING_CHUNK = 8192
 
 __all__ = ["EmbeddingRewardConfig", "EmbeddingRewardModel", "RUNTIME_FIELDS"]
 
@@ -160,9 +162,13 @@ class EmbeddingRewardModel(RewardModel):
         f = self._require_fitted()
         if len(pairs) == 0:
             return np.zeros((self.config.n_ensemble, 0))
+        out = []
         with torch_threads(self.config.num_threads):
-            xa, xb = self.pair_features(pairs)
-            return bt_head.predict_margins(f.params, (xa - f.mean) / f.scale, (xb - f.mean) / f.scale)
+            # In chunks: the features of a 100k-pair pool would hold ~1 GB at once.
+            for start in range(0, len(pairs), _SCORING_CHUNK):
+                xa, xb = self.pair_features(pairs[start:start + _SCORING_CHUNK])
+                out.append(bt_head.predict_margins(f.params, (xa - f.mean) / f.scale, (xb - f.mean) / f.scale))
+        return np.concatenate(out, axis=1)
 
     def margins(self, pairs: Sequence[Pair]) -> np.ndarray:
         return self.member_margins(pairs).mean(axis=0)
