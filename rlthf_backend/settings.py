@@ -163,6 +163,11 @@ class Settings(BaseSettings):
         description="A round rewrites a task's prediction when its label changes, it enters or leaves the human "
         "batch, or its score (0.5 + P(label right) / 2) moves by more than this; smaller keeps the score column "
         "fresher at the cost of more writes per round.")
+    queue_max_updates: int = Field(
+        1000, ge=0,
+        description="Most predictions a round rewrites for a changed label or a moved score, the largest changes first "
+        "(the batch and tasks without a prediction are always written); the rest follow in later rounds. Bounds a "
+        "round's writes on a large project. 0: no limit.")
     seed: int = Field(0, description="Seed of every random choice of the engine (audit slices, folds...).")
     fused_audit_fraction: float = _knob(FusedConfig, "audit_fraction", ge=0, le=1)
     fused_audit_enough: int = _knob(FusedConfig, "audit_enough", ge=0)

@@ -266,7 +266,8 @@ def run_training(
             ls, project, config, snapshot, sync, version.version,
             first=[as_prediction(i) for i in batch_idx],
             rest=[as_prediction(int(i)) for i in unlabelled if int(i) not in in_batch],
-            score_tolerance=settings.queue_score_tolerance, server_time=lambda: traffic.server_time)
+            score_tolerance=settings.queue_score_tolerance, max_moves=settings.queue_max_updates or None,
+            server_time=lambda: traffic.server_time)
         outcome.reordered_at = report.reordered_at
         seconds["write"] = round(report.seconds_total, 3)
         seconds["to_reordered_queue"] = round(mark - t_start + report.seconds_to_reorder, 3)
@@ -294,15 +295,17 @@ def run_training(
 
 def reorder_queue(ls, project: Any, config: PairwiseConfig, snapshot: ProjectSnapshot, sync: SyncReport,
                   new_version: str, *, first: list[QueuedPrediction], rest: list[QueuedPrediction],
-                  score_tolerance: float, server_time: Callable[[], Any]) -> tuple[ProjectSnapshot, WriteReport]:
+                  score_tolerance: float, max_moves: int | None,
+                  server_time: Callable[[], Any]) -> tuple[ProjectSnapshot, WriteReport]:
     """Write a round's predictions: every one under ``new_version`` when the project has no queue
-    version yet, else only those that change (:func:`queue_changes`). Keeps the snapshot, and
+    version yet, else only those that change (:func:`queue_changes`, at most ``max_moves`` of the
+    optional ones). Keeps the snapshot, and
     ``sync.changed`` (the rows to store), in step with what Label Studio now shows."""
     if snapshot.queue_version is not None:
         shown = {t: row.shown for t, row in snapshot.rows.items()}
         report = update_round(ls, project.id, config, snapshot.queue_version,
                               first=queue_changes(first, shown, score_tolerance),
-                              rest=queue_changes(rest, shown, score_tolerance), shown=shown)
+                              rest=queue_changes(rest, shown, score_tolerance, max_moves), shown=shown)
         for task_id, now_shown in report.shown.items():  # stamped: the next read refreshes them anyway
             snapshot.rows[task_id].shown = now_shown
         sync.changed = list(dict.fromkeys(sync.changed + list(report.shown)))

@@ -64,24 +64,32 @@ def queue_changes(
     wanted: Sequence[QueuedPrediction],
     shown: Mapping[int, ShownPrediction | None],
     score_tolerance: float,
+    max_moves: int | None = None,
 ) -> list[QueuedPrediction]:
     """The predictions in ``wanted`` that Label Studio does not show closely enough already.
 
-    A prediction is (re)written when the task has none under the queue version, when its label
-    differs, when it moves into or out of the batch (scores below 0.5), when its batch rank moves
-    (any change below 0.5), or when its confidence score moves by more than ``score_tolerance``.
+    Always written: a task without a prediction under the queue version, one that moves into or
+    out of the batch (scores below 0.5), and a batch rank that moves (any change below 0.5). Then
+    tasks whose shown label changed, and those whose confidence score moved by more than
+    ``score_tolerance``, the largest moves first, at most ``max_moves`` of them (None: all): a
+    round's writes stay bounded on a large pool, and what is left moves in later rounds.
     """
-    out = []
+    must, moves = [], []
     for p in wanted:
         old = shown.get(p.task_id)
-        if old is None or old.label != p.label or old.score is None:
-            out.append(p)
+        if old is None or old.score is None:
+            must.append(p)
             continue
         in_batch, was_in_batch = p.score < 0.5, old.score < 0.5
         moved = abs(p.score - old.score)
-        if in_batch != was_in_batch or (in_batch and moved > 1e-9) or moved > score_tolerance:
-            out.append(p)
-    return out
+        if in_batch != was_in_batch or (in_batch and moved > 1e-9):
+            must.append(p)
+        elif old.label != p.label:
+            moves.append((1.0 + moved, p))  # a wrong label shown outranks any confidence drift
+        elif moved > score_tolerance:
+            moves.append((moved, p))
+    moves.sort(key=lambda m: -m[0])
+    return must + [p for _, p in moves[:max_moves]]
 
 
 @dataclass

@@ -6,12 +6,13 @@ and whenever a prediction of it is created one by one or updated (all seen on a 
 read first asks for the project's newest stamp; every later change is stamped after it. Label
 Studio stamps when it saves and commits when the request ends, so a change stamped just before
 that newest stamp may still be in flight: unless the newest stamp is older than ``overlap_s`` by
-Label Studio's own clock, the cursor is set that much earlier and those tasks are read again
-(harmless). An incremental read asks for the tasks stamped after the cursor, then checks the
-result against the project's own counters: number of tasks, submitted and skipped annotations.
-Deleted tasks carry no stamp; they show as a task count above Label Studio's and are found by a
-light listing of ids. Any other mismatch means something changed without a stamp (e.g. a
-database edited by hand), and the read falls back to a full one. Webhooks are not used to find
+Label Studio's own clock, the cursor is set that much earlier and those tasks are looked at again
+(cheaply: an incremental read lists the stamps of the tasks stamped after the cursor and reads
+whole only those whose stamp differs from the stored one). Then it checks the result against the
+project's own counters: number of tasks, submitted and skipped annotations. Deleted tasks carry
+no stamp; they show as a task count above Label Studio's and are found by a light listing of
+ids. Any other mismatch means something changed without a stamp (e.g. a database edited by
+hand), and the read falls back to a full one. Webhooks are not used to find
 changes: Label Studio sends them once, with a 1 s timeout, and never retries. Bulk-imported
 predictions do not stamp their tasks; the backend learns its own from the predictions list.
 """
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 #: saves it and commits at the end of the request, so a change can become visible a little after a
 #: newer stamp was read (a bulk request takes seconds at most).
 OVERLAP_S = 10.0
+
+
+#: Task ids per request when reading chosen tasks whole.
+_SELECTED_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -151,11 +156,18 @@ def sync_project(
 
 def _read_changes(ls: LabelStudio, project_id: int, config: PairwiseConfig, stored: ProjectSnapshot,
                   overlap_s: float, server_time: Callable[[], datetime | None], report: SyncReport) -> ProjectSnapshot:
+    """Stamps of the tasks stamped after the cursor (a light listing), then the whole of those whose
+    stamp differs from the stored one: the cursor's reach-back costs a listing, not a re-read."""
     assert stored.cursor is not None
     report.reason = f"tasks stamped after {stored.cursor}"
     before = settled_cursor(newest_stamp(ls, project_id), server_time(), overlap_s)
-    rows = [task_row(config, t, stored.queue_version)
-            for t in iter_tasks(ls, project_id, query=stamped_after(stored.cursor))]
+    stamps = {int(t["id"]): stamp_text(t.get("updated_at"))
+              for t in iter_tasks(ls, project_id, query=stamped_after(stored.cursor), include="id,updated_at")}
+    moved = [t for t, stamp in stamps.items() if t not in stored.rows or stored.rows[t].updated_at != stamp]
+    rows = []
+    for start in range(0, len(moved), _SELECTED_CHUNK):
+        chosen = {"selectedItems": {"all": False, "included": moved[start:start + _SELECTED_CHUNK]}}
+        rows += [task_row(config, t, stored.queue_version) for t in iter_tasks(ls, project_id, query=chosen)]
     report.tasks_read += len(rows)
     report.changed = list(dict.fromkeys(report.changed + stored.apply(rows)))
     stored.cursor = max(stored.cursor, before or "")

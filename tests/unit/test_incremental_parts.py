@@ -140,3 +140,17 @@ def test_timestamps_become_fixed_width_utc_text_that_orders_like_time():
     assert stamp_text(datetime(2026, 12, 1, 11, 0, 5, 1, tzinfo=timezone(timedelta(hours=1)))) == \
         "2026-12-01T10:00:05.000001Z"
     assert stamp_text("2026-12-01T10:00:05.5+00:00") > stamp_text("2026-12-01T10:00:05.25Z")
+
+
+def test_a_capped_round_writes_the_batch_and_the_largest_changes_first():
+    old = {1: shown("a", 0.20), 2: shown("a", 0.60), 3: shown("a", 0.60), 4: shown("a", 0.60), 5: None,
+           6: shown("a", 0.60)}
+    wanted = [QueuedPrediction(1, "a", 0.10),  # batch rank moved: always
+              QueuedPrediction(2, "a", 0.70),  # +0.10
+              QueuedPrediction(3, "a", 0.95),  # +0.35
+              QueuedPrediction(4, "b", 0.61),  # the shown label changes: outranks any score drift
+              QueuedPrediction(5, "a", 0.80),  # no prediction yet: always
+              QueuedPrediction(6, "a", 0.62)]  # within tolerance: never
+    assert [p.task_id for p in queue_changes(wanted, old, 0.05, max_moves=2)] == [1, 5, 4, 3]
+    assert [p.task_id for p in queue_changes(wanted, old, 0.05, max_moves=0)] == [1, 5]
+    assert [p.task_id for p in queue_changes(wanted, old, 0.05)] == [1, 5, 4, 3, 2]
