@@ -252,7 +252,7 @@ class TextEncoder:
         max_seq_length: int = 256,
         cache_dir: Path | str | None | bool = None,
         device: str = DEVICE_AUTO,
-        batch_size: int = 32,
+        batch_size: int = 16,
         num_threads: int | str | None = None,
         memory_cache_size: int = 200_000,
         backend: str = "auto",

@@ -4,8 +4,9 @@ The export runs torch's ONNX exporter (``torch.onnx.export``, the torch.export-b
 checkpoint's transformer; the int8 variant then goes through ONNX Runtime's dynamic quantisation
 (``onnxruntime.quantization.quantize_dynamic``): int8 weights per output channel, activations
 quantised on the fly (one scale per batch, so a text's int8 vector moves slightly with the texts
-batched with it; the embedding cache keeps the first), MatMuls only. Those are the tools Optimum and sentence-transformers' ONNX
-backend wrap; we call them directly because optimum-onnx pins transformers below 4.58.
+batched with it; the embedding cache keeps the first), MatMuls only. Those are the tools Optimum
+and sentence-transformers' ONNX backend wrap; we call them directly because optimum-onnx (which
+both need) pins transformers below 4.58.
 
 Each export lands in ``<root>/<model identity>/<variant>-r<recipe>/`` with a record written last
 (:class:`ExportRecord`, ``export.json``). A folder whose record is missing, unreadable, for
