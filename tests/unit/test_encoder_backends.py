@@ -7,6 +7,8 @@ the tests that use it are marked slow. The texts are the 60 real pairs the packa
 from __future__ import annotations
 
 import json
+import multiprocessing
+import time
 import typing
 
 import numpy as np
@@ -125,6 +127,36 @@ def test_a_damaged_export_is_made_again(export_root, tmp_path, damage):
     assert remade.record.onnx_sha256 == good.record.onnx_sha256  # quantising is deterministic
     assert (folder / "model.onnx").stat().st_size == good.record.onnx_bytes
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no scratch folder left
+
+
+def _fake_export(calls_file):
+    def export(transformer_dir, out):
+        with open(calls_file, "a") as f:
+            f.write("export\n")
+        time.sleep(0.5)  # long enough for the other process to arrive while this one exports
+        out.write_bytes(b"not really onnx")
+        return ["input_ids", "attention_mask"]
+    return export
+
+
+def _export_in_child(root, calls_file):
+    onnx_export._export_fp32 = _fake_export(calls_file)
+    onnx_export.ensure_export(root, "local:model:0123", "fp32", root)
+
+
+def test_two_processes_export_a_model_once(tmp_path):
+    calls = tmp_path / "calls.txt"
+    fork = multiprocessing.get_context("fork")  # the children run this module's fake exporter
+    children = [fork.Process(target=_export_in_child, args=(tmp_path, calls)) for _ in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(30)
+    assert [c.exitcode for c in children] == [0, 0]
+    assert calls.read_text().splitlines() == ["export"]
+    export = onnx_export.ensure_export(tmp_path, "local:model:0123", "fp32", tmp_path)
+    assert export.onnx_file.read_bytes() == b"not really onnx"
+    assert export.record.input_names == ("input_ids", "attention_mask")
 
 
 # ------------------------------------------------------------------ cache identities

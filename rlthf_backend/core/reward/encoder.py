@@ -328,6 +328,7 @@ class TextEncoder:
             else:
                 self._dim = model.dimension
         return self._dim
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for ``texts``, shape (len(texts), dim), float32, rows in input order.
 
