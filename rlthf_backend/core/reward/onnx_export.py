@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,11 +170,14 @@ def _export_fp32(transformer_dir: Path, out: Path) -> list[str]:
             return self.inner(**dict(zip(names, inputs))).last_hidden_state
 
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The exporter warns that the two dynamic axes shared by every input get one name each.
+        warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
         torch.onnx.export(
             LastHiddenState(model).eval(), tuple(sample[n] for n in names), str(out),
             input_names=names, output_names=["last_hidden_state"],
             dynamic_shapes=(tuple({0: batch, 1: seq} for _ in names),), dynamo=True, external_data=False,
+            verbose=False,
         )
     return names
 
