@@ -200,7 +200,8 @@ class Settings(BaseSettings):
     rm_max_seq_length: int = _knob(EmbeddingRewardConfig, "max_seq_length", gt=0, description=(
         "embedding RM: tokens kept per text by the encoder."))
     rm_device: str = _knob(EmbeddingRewardConfig, "device", description=(
-        "embedding RM: torch device of the encoder (cpu, cuda, cuda:N)."))
+        "embedding RM: torch device of the encoder (cpu, cuda, cuda:N, or auto: CUDA when there is a GPU)."))
+    rm_encoder_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = _knob(EmbeddingRewardConfig, "backend")
     trl_backbone: str = _knob(TrlRewardConfig, "backbone", description=(
         "trl RM: backbone fine-tuned as a sequence-classification reward model, a HF id or local folder "
         "(e.g. meta-llama/Llama-3.1-8B-Instruct as in the paper; the default is the packaged MiniLM)."))
@@ -316,7 +317,8 @@ class Settings(BaseSettings):
             })
         return RewardModelSpec("embedding", {
             "encoder": self.rm_encoder, "n_ensemble": self.rm_heads, "max_seq_length": self.rm_max_seq_length,
-            "device": self.rm_device, "seed": self.seed, "cache_dir": str(self.data_dir / "embeddings"),
+            "device": self.rm_device, "backend": self.rm_encoder_backend, "seed": self.seed,
+            "cache_dir": str(self.data_dir / "embeddings"),
         })
 
     @property
@@ -340,7 +342,7 @@ ENGINE_SETTINGS: tuple[str, ...] = (
     "strategy", "human_batch_fraction", "round_every_n_labels", "max_rm_pairs",
     *(f"fused_{f.name}" for f in dataclasses.fields(FusedConfig)),
     "paper_alpha_schedule", "paper_beta_schedule", "paper_flip_beyond_reflection",
-    "reward_model", "rm_encoder", "rm_heads", "rm_max_seq_length", "rm_device",
+    "reward_model", "rm_encoder", "rm_heads", "rm_max_seq_length", "rm_device", "rm_encoder_backend",
     "trl_backbone", "trl_use_lora", "trl_lora_rank", "trl_lora_alpha", "trl_max_length", "trl_epochs",
     "trl_batch_size", "trl_learning_rate", "trl_device", "trl_precision",
     "judge_panel_label",

@@ -72,7 +72,8 @@ class EmbeddingRewardModel(RewardModel):
         if self._encoder is None:
             c = self.config
             self._encoder = TextEncoder(
-                c.encoder, c.max_seq_length, c.cache_dir, c.device, c.encode_batch_size, c.num_threads
+                c.encoder, c.max_seq_length, c.cache_dir, c.device, c.encode_batch_size, c.num_threads,
+                backend=c.backend,
             )
         return self._encoder
 
