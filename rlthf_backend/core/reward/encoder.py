@@ -242,8 +242,9 @@ class TextEncoder:
         memory_cache_size: vectors also kept in process memory (most recent first), so refits
             and re-scoring of the same pool skip even the SQLite lookup; 0 disables.
         backend: one of :data:`ENCODER_BACKENDS` (see :func:`resolve_backend`).
-        export_dir: where ONNX exports are kept; None for ``onnx`` inside the cache folder (the
-            default cache folder when there is no disk cache).
+        export_dir: where ONNX exports are kept; None for ``~/.cache/rlthf-backend/onnx``, one
+            folder per machine: an export depends only on the model's files, so every data folder
+            (and every test) on the machine shares it.
     """
 
     def __init__(
@@ -270,9 +271,7 @@ class TextEncoder:
             self._cache_dir: Path | None = None
         else:
             self._cache_dir = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)
-        if export_dir is None:
-            export_dir = (self._cache_dir or default_cache_dir()) / "onnx"
-        self.export_dir = Path(export_dir)
+        self.export_dir = Path(export_dir) if export_dir is not None else default_cache_dir().parent / "onnx"
         #: Texts sent to the model so far (cache misses); tests and benchmarks read it.
         self.n_encoded = 0
         self._dim: int | None = None
