@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from label_studio_sdk import LabelStudio  # noqa: E402
 
 from rlthf_backend.labelstudio.client import iter_tasks  # noqa: E402
+from rlthf_backend.labelstudio.queue_order import QUEUE_HEAD  # noqa: E402
 from tests.integration.test_active_loop import human_result, start_worker  # noqa: E402
 from tests.support.backend import start_backend  # noqa: E402
 from tests.support.data import judged_pairs, task_data  # noqa: E402
@@ -164,6 +165,7 @@ def sizes_part(ls: LabelStudio, client: httpx.Client, config_xml: str, sizes: li
         t_last = time.time()
         second = wait_training(client, project.id, t_batch, round_index=first["round_index"] + 1)
         to_queue = second["reordered_at"] - t_last
+        to_batch = to_queue + second["seconds"]["to_whole_batch"] - second["seconds"]["to_reordered_queue"]
 
         # The anchor: a fit() inside the webhook request blocks it for the training itself.
         anchor = sum(second["seconds"].get(k, 0.0) for k in ("read", "judge", "tune", "plan", "fit"))
@@ -172,7 +174,8 @@ def sizes_part(ls: LabelStudio, client: httpx.Client, config_xml: str, sizes: li
                                                      "predictions_written", "peak_rss_mb")},
             "incremental_round": {k: second[k] for k in ("seconds", "sync", "label_studio_requests",
                                                          "predictions_written", "peak_rss_mb")},
-            "last_annotation_to_reordered_queue_s": to_queue, "batch": len(batch),
+            "last_annotation_to_reordered_queue_s": to_queue, "last_annotation_to_whole_batch_s": to_batch,
+            "batch": len(batch),
             "anchor_in_request_training_s": anchor,
         }
         results[str(size)] = figures
@@ -181,7 +184,8 @@ def sizes_part(ls: LabelStudio, client: httpx.Client, config_xml: str, sizes: li
               f"{first['label_studio_requests']} Label Studio requests, {first['predictions_written']} predictions "
               f"written, peak RSS {first['peak_rss_mb']} MB)", flush=True)
         print(f"  incremental round after a batch of {len(batch)}: last annotation -> re-ordered queue "
-              f"{to_queue:.1f} s; {second['sync']['mode']} read of {second['sync']['tasks_read']} tasks, "
+              f"{to_queue:.1f} s (the new batch's first {QUEUE_HEAD} tasks served first; whole new batch of "
+              f"{len(second['human_batch'])} written at {to_batch:.1f} s); {second['sync']['mode']} read of {second['sync']['tasks_read']} tasks, "
               f"{second['label_studio_requests']} Label Studio requests, {second['predictions_written']} "
               f"predictions written, peak RSS {second['peak_rss_mb']} MB; stages {json.dumps(second['seconds'])}",
               flush=True)

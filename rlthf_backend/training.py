@@ -271,6 +271,7 @@ def run_training(
         outcome.reordered_at = report.reordered_at
         seconds["write"] = round(report.seconds_total, 3)
         seconds["to_reordered_queue"] = round(mark - t_start + report.seconds_to_reorder, 3)
+        seconds["to_whole_batch"] = round(mark - t_start + report.seconds_batch, 3)
         outcome.human_batch = [ids[i] for i in batch_idx]
         outcome.predictions_written = report.written
         outcome.model_version_in_label_studio = snapshot.queue_version

@@ -36,6 +36,8 @@ from rlthf_backend.labelstudio.snapshot import ShownPrediction
 log = logging.getLogger(__name__)
 
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
+#: Batch tasks written before a round counts the label stream as re-ordered (see update_round).
+QUEUE_HEAD = 50
 
 
 def queue_scores(human_rank: np.ndarray, p_label_right: np.ndarray) -> np.ndarray:
@@ -94,19 +96,22 @@ def queue_changes(
 
 @dataclass
 class WriteReport:
+    """What writing a round's predictions did, and when (seconds from ``started_at``, unix time)."""
+
     started_at: float = field(default_factory=time.time)
     written: int = 0
     created: int = 0
     updated: int = 0
     stamped_tasks: bool = False  # predictions were created one by one, which stamps their tasks' updated_at
     shown: dict[int, ShownPrediction] = field(default_factory=dict)  # task id -> what it now shows (updates)
+    seconds_to_reorder: float = 0.0  # until the label stream serves this round's choices
+    seconds_batch: float = 0.0  # until the whole batch is written
+    seconds_total: float = 0.0
 
     @property
     def reordered_at(self) -> float:
-        """Unix time the label stream started serving the new batch."""
+        """Unix time the label stream started serving this round's choices."""
         return self.started_at + self.seconds_to_reorder
-    seconds_to_reorder: float = 0.0  # from the start until the project serves the new version
-    seconds_total: float = 0.0
 
 
 def write_round(
@@ -124,7 +129,7 @@ def write_round(
     writer = _PredictionWriter(ls, project_id, config, model_version, threads)
     report.created += writer.write(first)
     ls.projects.update(id=project_id, model_version=model_version, sampling=UNCERTAINTY_SAMPLING)
-    report.seconds_to_reorder = time.perf_counter() - t0
+    report.seconds_to_reorder = report.seconds_batch = time.perf_counter() - t0
     report.created += writer.write(rest)
     report.written = report.created
     report.stamped_tasks = not writer.bulk_ok
@@ -145,9 +150,15 @@ def update_round(
     shown: Mapping[int, ShownPrediction | None],
     threads: int = 8,
 ) -> WriteReport:
-    """Bring the queue version's predictions to ``first`` (the batch) then ``rest``: updated in
-    place where the task has one, created one by one where not (so that every id is known).
-    ``report.shown`` holds what each written task now shows."""
+    """Bring the queue version's predictions to ``first`` (the batch, in rank order) then ``rest``:
+    updated in place where the task has one, created one by one where not (so that every id is
+    known). ``report.shown`` holds what each written task now shows.
+
+    Order: the last batch's leftovers leave the front first, then the head of the new batch
+    (:data:`QUEUE_HEAD` tasks): from then on the label stream serves this round's choices, one
+    task at a time, while the rest of the batch is written faster than people answer it. That
+    moment is ``seconds_to_reorder``; ``seconds_batch`` is when the whole batch is in place.
+    """
     t0 = time.perf_counter()
     report = WriteReport()
     writer = _PredictionWriter(ls, project_id, config, queue_version, threads)
@@ -161,10 +172,18 @@ def update_round(
         report.created += len(fresh)
         report.shown.update({p.task_id: ShownPrediction(ids[p.task_id], p.label, p.score) for p in items})
 
-    write(first)
+    def was_in_batch(p: QueuedPrediction) -> bool:
+        old = shown.get(p.task_id)
+        return old is not None and old.score is not None and old.score < 0.5
+
+    leaving = [p for p in rest if was_in_batch(p)]
+    write(leaving)
+    write(first[:QUEUE_HEAD])
     ls.projects.update(id=project_id, model_version=queue_version, sampling=UNCERTAINTY_SAMPLING)
     report.seconds_to_reorder = time.perf_counter() - t0
-    write(rest)
+    write(first[QUEUE_HEAD:])
+    report.seconds_batch = time.perf_counter() - t0
+    write([p for p in rest if not was_in_batch(p)])
     report.written = report.created + report.updated
     report.seconds_total = time.perf_counter() - t0
     return report
