@@ -185,7 +185,8 @@ def sizes_part(ls: LabelStudio, client: httpx.Client, config_xml: str, sizes: li
               f"written, peak RSS {first['peak_rss_mb']} MB)", flush=True)
         print(f"  incremental round after a batch of {len(batch)}: last annotation -> re-ordered queue "
               f"{to_queue:.1f} s (the new batch's first {QUEUE_HEAD} tasks served first; whole new batch of "
-              f"{len(second['human_batch'])} written at {to_batch:.1f} s); {second['sync']['mode']} read of {second['sync']['tasks_read']} tasks, "
+              f"{len(second['human_batch'])} written at {to_batch:.1f} s); {second['sync']['mode']} read of "
+              f"{second['sync']['tasks_read']} tasks, "
               f"{second['label_studio_requests']} Label Studio requests, {second['predictions_written']} "
               f"predictions written, peak RSS {second['peak_rss_mb']} MB; stages {json.dumps(second['seconds'])}",
               flush=True)
