@@ -168,7 +168,7 @@ def sizes_part(ls: LabelStudio, client: httpx.Client, config_xml: str, sizes: li
         to_batch = to_queue + second["seconds"]["to_whole_batch"] - second["seconds"]["to_reordered_queue"]
 
         # The anchor: a fit() inside the webhook request blocks it for the training itself.
-        anchor = sum(second["seconds"].get(k, 0.0) for k in ("read", "judge", "tune", "plan", "fit"))
+        anchor = sum(second["seconds"].get(k, 0.0) for k in ("load_snapshot", "read", "judge", "plan", "fit"))
         figures = {
             "first_training": {k: first[k] for k in ("seconds", "sync", "label_studio_requests",
                                                      "predictions_written", "peak_rss_mb")},

@@ -170,6 +170,7 @@ class Settings(BaseSettings):
         "round's writes on a large project. 0: no limit.")
     seed: int = Field(0, description="Seed of every random choice of the engine (audit slices, folds...).")
     fused_audit_fraction: float = _knob(FusedConfig, "audit_fraction", ge=0, le=1)
+    fused_audit_scope: Literal["flip_candidates", "pool"] = _knob(FusedConfig, "audit_scope")
     fused_audit_enough: int = _knob(FusedConfig, "audit_enough", ge=0)
     fused_n_folds: int = _knob(FusedConfig, "n_folds", ge=2)
     fused_use_length_ratio: bool = _knob(FusedConfig, "use_length_ratio")

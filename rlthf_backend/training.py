@@ -174,10 +174,11 @@ def run_training(
     traffic = Traffic()
     ls = make_client(settings, traffic=traffic)
     store = _project_store(settings)
+    stored = _load_snapshot(store, project_id)
+    lap("load_snapshot")
     try:
         project = ls.projects.get(id=project_id)
         config = parse_label_config(project.label_config)
-        stored = _load_snapshot(store, project_id)
         snapshot, sync = sync_project(ls, project, config, stored, full=full_sync,
                                       server_time=lambda: traffic.server_time)
     except httpx.TransportError as exc:

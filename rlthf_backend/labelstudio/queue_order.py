@@ -196,7 +196,10 @@ class _PredictionWriter:
     Pairwise and silently creates nothing; those go through ``predictions.create`` in threads.
     """
 
-    CHUNK = 500
+    #: Predictions per bulk import. Label Studio does work proportional to the project per import request
+    #: (measured on 1.23.2 at 100,000 tasks: 24-33 s per request whether it carries 100 or 20,000), so few,
+    #: large requests: a request of 20,000 is about 3 MB.
+    CHUNK = 20_000
 
     def __init__(self, ls: LabelStudio, project_id: int, config: PairwiseConfig, version: str, threads: int):
         self.ls, self.project_id, self.config, self.version, self.threads = ls, project_id, config, version, threads

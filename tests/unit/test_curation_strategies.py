@@ -206,6 +206,25 @@ def test_fused_batch_has_audit_slice_and_targets_wrong_labels():
     assert auroc(plan.scores["p_wrong"], wrong) > 0.85
 
 
+def test_fused_audits_only_where_a_flip_could_happen():
+    pairs, ev, truth, wrong, factory = synthetic_pool(n=400, error_rate=0.3, seed=10)
+    state = CurationState.initial(pairs, ev)
+    cfg = FusedConfig(audit_fraction=0.25, audit_enough=10**6)
+    plan = plan_fused_round(state, factory, cfg, human_batch_size=40, seed=0)
+    audit = plan.human_batch[plan.audit[plan.human_batch]]
+    assert len(audit) == 10 and np.all(plan.scores["p_wrong"][audit] > 0.5)  # all from the flip candidates
+    pool_wide = plan_fused_round(state, factory, FusedConfig(audit_fraction=0.25, audit_enough=10**6,
+                                                             audit_scope="pool"), human_batch_size=40, seed=0)
+    drawn = pool_wide.human_batch[pool_wide.audit[pool_wide.human_batch]]
+    assert len(drawn) == 10 and np.any(pool_wide.scores["p_wrong"][drawn] <= 0.5)
+    # No pair is a flip candidate (a judge that never contradicts itself, a prior of 1% errors): no audit.
+    calm = plan_fused_round(state, factory, FusedConfig(audit_fraction=0.25, audit_enough=10**6,
+                                                        prior_error_rate=0.01, prior_weights={}),
+                            human_batch_size=40, seed=0)
+    assert not np.any(calm.scores["p_wrong"] > 0.5)
+    assert not calm.audit.any() and len(calm.human_batch) == 40
+
+
 def test_fused_never_flips_without_audit_evidence():
     pairs, ev, truth, wrong, factory = synthetic_pool(n=300, seed=9)
     state = CurationState.initial(pairs, ev)
@@ -222,7 +241,9 @@ def test_fused_never_flips_without_audit_evidence():
 def test_fused_flips_once_the_audit_confirms_the_region():
     pairs, ev, truth, wrong, factory = synthetic_pool(n=400, error_rate=0.3, seed=10)
     state = CurationState.initial(pairs, ev)
-    cfg = FusedConfig(audit_fraction=1.0, audit_enough=10**6)  # all-audit batches: the flip region is sampled fast
+    # All-audit batches over the whole pool: the flip region is sampled fast and stays large enough to flip
+    # (audits drawn from the flip candidates, the default, would give every candidate a human label instead).
+    cfg = FusedConfig(audit_fraction=1.0, audit_enough=10**6, audit_scope="pool")
     for _ in range(4):
         plan = plan_fused_round(state, factory, cfg, human_batch_size=40, seed=0)
         state = answer(state, plan, truth)

@@ -10,12 +10,16 @@ One round:
    :mod:`rlthf_backend.core.curation.hardness`, fitted on every pair a person has labelled so far
    (MAP with a documented prior, so round 0 runs on the prior alone) and averaged by how well
    each set explains this project's answers so far.
-3. **Human batch.** ``audit_fraction`` of the batch is drawn uniformly at random from the pairs
-   without a human label (the audit slice, an unbiased sample of what would be exported
-   unchecked) until ``audit_enough`` audited answers exist; after that one pair per round keeps
-   the estimate current (targeted batches keep removing wrong labels from the pool). The rest
-   are the candidates with the highest hardness. Audit pairs are interleaved into the ranking
-   so a person who stops early still leaves a random sample.
+3. **Human batch.** ``audit_fraction`` of the batch is drawn uniformly at random (the audit
+   slice) until ``audit_enough`` audited answers exist; after that one pair per round keeps the
+   estimate current. By default (``audit_scope`` "flip_candidates") the draw is from the pairs a
+   flip could touch, the unlabelled ones with P(wrong) > 1/2: an unbiased sample of exactly the
+   region whose flip needs audited evidence, and no audit at all while that region is empty (a
+   random pair of the pool is about as often wrong as the pool, so an audit there costs a fix
+   and decides nothing). ``audit_scope`` "pool" draws from every unlabelled pair (an unbiased
+   sample of everything exported unchecked). The rest of the batch are the candidates with the
+   highest hardness. Audit pairs are interleaved into the ranking so a person who stops early
+   still leaves a random sample.
 4. **Regions** of the remaining unlabelled pairs by hardness p:
    ``trusted`` p < ``drop_threshold``; ``suspect`` drop_threshold <= p <= 0.5; ``flip_candidate``
    p > 0.5. The error rate of each region is estimated from the audited pairs falling in it
@@ -53,6 +57,7 @@ from rlthf_backend.core.curation.scoring import RewardModelFactory, cross_fitted
 from rlthf_backend.core.curation.state import HUMAN_TIE, CurationState
 
 SuspectPolicy = Literal["drop", "flip", "keep", "ask"]
+AuditScope = Literal["flip_candidates", "pool"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,10 @@ class FusedConfig:
         "audit_enough audited answers exist; then one pair per round. Each audit is a random pair, about as "
         "often wrong as the pool, where a targeted pair is far more often wrong: audits buy unbiased "
         "estimates at the price of fixes.")})
+    audit_scope: AuditScope = field(default="flip_candidates", metadata={"help": (
+        "Where audits are drawn: 'flip_candidates' (unlabelled pairs with P(wrong) > 1/2, the region a flip "
+        "needs audited evidence for; no audit while it is empty) or 'pool' (every unlabelled pair: an unbiased "
+        "sample of all that is exported unchecked, at the price of fixes).")})
     audit_enough: int = field(default=40, metadata={"help": (
         "Audited answers after which the audit slice shrinks to one pair per round (about a +-0.12 interval "
         "on a 20% error rate).")})
@@ -202,8 +211,9 @@ def plan_fused_round(
     cand = np.flatnonzero(~state.labelled)
     b = max(0, min(int(human_batch_size), len(cand)))
     rng = np.random.default_rng([seed, r, 1])
-    n_audit = audit_size(cfg, b, audit_m, rng)
-    audit = rng.choice(cand, size=n_audit, replace=False) if n_audit else np.zeros(0, int)
+    audit_pool = cand if cfg.audit_scope == "pool" else cand[p_wrong[cand] > 0.5]
+    n_audit = min(audit_size(cfg, b, audit_m, rng), len(audit_pool))
+    audit = rng.choice(audit_pool, size=n_audit, replace=False) if n_audit else np.zeros(0, int)
     rest = np.setdiff1d(cand, audit)
     # hardest first; ties broken by a seeded shuffle, not file order
     shuffled = rest[rng.permutation(len(rest))]
