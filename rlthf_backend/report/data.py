@@ -82,6 +82,10 @@ class RoundRow:
     audited_pairs: int | None = None
     audited_error_rate: float | None = None
     audited_error_ci: tuple[float, float] | None = None
+    #: Where the round drew its audits: "pool" (any unlabelled pair: random order's error rate) or
+    #: "flip_candidates" (pairs the engine thought more likely wrong than right). Rounds recorded
+    #: before the choice existed drew from the pool.
+    audit_scope: str = "pool"
     #: Expected wrong labels fixed per human label in the next batch, and the engine's stop signal.
     expected_yield: float | None = None
     stop: bool | None = None
@@ -256,6 +260,7 @@ def round_rows(log_lines: Sequence[RoundLogLine], records: Mapping[str, RoundRec
             audited_pairs=summary.get("audited_pairs"),
             audited_error_rate=summary.get("audited_error_rate"),
             audited_error_ci=tuple(audit_ci) if audit_ci and None not in audit_ci else None,
+            audit_scope=str(_get(record.engine if record is not None else None, "fused", "audit_scope") or "pool"),
             expected_yield=summary.get("expected_yield_next_batch"),
             stop=record.stop if record is not None else None,
             queue_yield=queue_yield(record, next_record) if record is not None and next_record is not None else None,

@@ -130,8 +130,11 @@ def _next_step_section(data: ReportData) -> str:
         rate = _pct(last.audited_error_rate)
         ci = (f", 95% interval {_pct(last.audited_error_ci[0])}–{_pct(last.audited_error_ci[1])}"
               if last.audited_error_ci else "")
+        where = ("its error rate where nobody targeted" if last.audit_scope == "pool" else
+                 "drawn at random among the flip candidates, the pairs the engine thinks more likely wrong than right: "
+                 "above 50% there is what a flip needs")
         parts.append(f"<p>The LLM was wrong on {rate} of the {last.audited_pairs} random audit pairs people "
-                     f"answered{escape(ci)}: its error rate where nobody targeted.</p>")
+                     f"answered{escape(ci)}: {where}.</p>")
     return '<h2>What to do next</h2><div class="advice">' + "".join(parts) + "</div>"
 
 
@@ -144,7 +147,8 @@ def _yield_section(data: ReportData) -> str:
     intro = ("<h2>Queue yield</h2><p class=\"sub\">How often people contradicted the label shown, on the tasks "
              "the queue targeted vs the random audit tasks of the same batch. Targeted well above random means the "
              "queue finds the LLM's mistakes; close to it means more labels in queue order buy no more than random "
-             "ones.</p>")
+             "ones. (Rounds that draw audits among the flip candidates, the default, compare the queue with those, "
+             "not with random order: set RLTHF_FUSED_AUDIT_SCOPE=pool for that comparison.)</p>")
     html = [intro]
     if check is not None:
         html.append(

@@ -23,7 +23,7 @@ def margin_curve_values(n: int, seed: int = 0) -> np.ndarray:
 def publish_round(registry: ModelRegistry, project_id: int, task_ids: list[int], oriented: np.ndarray,
                   labels: dict[int, str], statuses: dict[int, str], round_index: int, human_batch: list[int],
                   summary: dict | None = None, p_wrong: dict[int, float] | None = None,
-                  audit: set[int] = frozenset(), human_labels: int = 0) -> str:
+                  audit: set[int] = frozenset(), human_labels: int = 0, engine: dict | None = None) -> str:
     """Publish one version with a round: ``oriented`` is r(chosen) - r(rejected) per task under
     ``labels``; statuses default to keep. Appends the round log line. Returns the version id."""
     rm = {t: (m if labels.get(t, "a") == "a" else -m) for t, m in zip(task_ids, oriented)}
@@ -35,6 +35,7 @@ def publish_round(registry: ModelRegistry, project_id: int, task_ids: list[int],
         tasks={t: TaskDecision(status=statuses[t], label=labels.get(t, "a"),
                                rank=human_batch.index(t) if t in human_batch else -1, audit=t in audit,
                                margin=float(rm[t]), p_wrong=(p_wrong or {}).get(t)) for t in task_ids},
+        engine=engine or {},
     )
 
     def write(folder: Path, version: str) -> None:

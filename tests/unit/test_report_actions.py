@@ -120,7 +120,7 @@ def test_wrong_labels_left_interval_from_each_pairs_p_wrong(tmp_path):
     assert (row.unchecked_exported, row.est_wrong_interval) == (1, (0.0, 0.0))
 
 
-def _project(root, stop: bool, yield_per_label: float) -> ModelRegistry:
+def _project(root, stop: bool, yield_per_label: float, audit_scope: str | None = None) -> ModelRegistry:
     """Two rounds over 50 tasks: round 0 queued 5 (one audit), people answered them, round 1 ran."""
     registry = ModelRegistry(root)
     ids = list(range(1, 51))
@@ -136,8 +136,9 @@ def _project(root, stop: bool, yield_per_label: float) -> ModelRegistry:
     summary = {"expected_wrong_in_export_model": 3.6, "expected_wrong_in_export_audit": 5.0,
                "expected_yield_next_batch": yield_per_label, "audited_pairs": 1, "audited_error_rate": 0.0,
                "audited_error_ci95": [0.0, 0.79], "last_batch_answered": 5, "last_batch_disagreement": 0.6}
+    engine = {"strategy": "fused", "fused": {"audit_scope": audit_scope}} if audit_scope else None
     publish_round(registry, 3, ids, margins, labels, statuses, 1, batch1, p_wrong={t: 0.09 for t in ids},
-                  summary=summary, human_labels=5)
+                  summary=summary, human_labels=5, engine=engine)
     if stop:  # the training writes the engine's stop signal into round.json
         version = registry.latest(3)
         record = json.loads((version.path / "round.json").read_text())
@@ -165,6 +166,15 @@ def test_report_says_continue_with_wrong_labels_left_and_the_queue_yield(tmp_pat
     assert "The LLM was wrong on 0% of the 1 random audit pairs people answered, 95% interval 0%–79%" in text
     assert '<svg id="queue-yield"' in html and "3 of 4" in text and "75%" in text
     assert "Known-answer check" not in text  # a real project has no known answers
+
+
+def test_report_says_where_the_audits_were_drawn(tmp_path):
+    pool = re.sub(r"<[^>]+>", "", render_report(load_report_data(_project(tmp_path / "a", False, 0.4, "pool"), 3),
+                                                "now"))
+    assert "random audit pairs people answered, 95% interval 0%–79%: its error rate where nobody targeted" in pool
+    flip = re.sub(r"<[^>]+>", "", render_report(
+        load_report_data(_project(tmp_path / "b", False, 0.4, "flip_candidates"), 3), "now"))
+    assert "drawn at random among the flip candidates" in flip and "where nobody targeted" not in flip
 
 
 def test_report_says_stop_when_the_engine_does(tmp_path):
