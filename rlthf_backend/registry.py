@@ -132,6 +132,10 @@ class ModelRegistry:
         os.replace(tmp_latest, pdir / "LATEST")
         return self._info(pdir / version, number)
 
+    def named_version(self, project_id: int, version: str | None) -> bool:
+        """Whether ``version`` is a name this registry gives the project's versions (kept or pruned)."""
+        return bool(version) and re.fullmatch(rf"{re.escape(self.title)}-p{int(project_id)}-v\d+", version) is not None
+
     def prune(self, project_id: int, keep: int) -> list[str]:
         """Delete all but the newest ``keep`` versions; returns the deleted version ids."""
         versions = self.versions(project_id)

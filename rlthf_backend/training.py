@@ -94,6 +94,7 @@ class TrainingOutcome:
     predictions_written: int = 0
     sync: dict[str, Any] = field(default_factory=dict)  # full or incremental read, why, tasks read
     reordered_at: float | None = None  # unix time the label stream started serving this round's batch
+    sync_settle_tasks_read: int = 0  # tasks read after the queue was written, to settle the read cursor
     label_studio_requests: int = 0
     model_version_in_label_studio: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -175,12 +176,14 @@ def run_training(
     ls = make_client(settings, traffic=traffic)
     store = _project_store(settings)
     stored = _load_snapshot(store, project_id)
+    registry = ModelRegistry(settings.resolved_model_dir, settings.model_title)
     lap("load_snapshot")
     try:
         project = ls.projects.get(id=project_id)
         config = parse_label_config(project.label_config)
+        ours = project.model_version if registry.named_version(project_id, project.model_version) else None
         snapshot, sync = sync_project(ls, project, config, stored, full=full_sync,
-                                      server_time=lambda: traffic.server_time)
+                                      server_time=lambda: traffic.server_time, adopt_queue_version=ours)
     except httpx.TransportError as exc:
         raise TrainingError(f"Label Studio unreachable at {settings.label_studio_url}: {exc}") from exc
     except ApiError as exc:
@@ -197,7 +200,6 @@ def run_training(
     evidence = JudgeEvidence.from_judgments(judgments, placeholder_seed=settings.seed)
     lap("judge")
 
-    registry = ModelRegistry(settings.resolved_model_dir, settings.model_title)
     carried = CarriedState.read(registry.latest(project_id))
     state = state_from_pool(pool, evidence, carried)
     reason = why_round_now(pool, carried, engine.rounds, force_round)
@@ -281,6 +283,19 @@ def run_training(
             version=version.version, at=time.time(), round_index=outcome.round_index, reason=outcome.round_reason,
             pool_size=outcome.pool_size, human_labels=outcome.human_labels, human_batch=outcome.human_batch,
             counts=record.counts, summary=record.summary, seconds=outcome.seconds))
+    if not sync.settled:
+        # The read began right after a change, so the next one would reach back over it: look again now,
+        # while nobody waits on the queue, and the next training starts from a settled cursor.
+        try:
+            snapshot, tail = sync_project(ls, ls.projects.get(id=project_id), config, snapshot,
+                                          server_time=lambda: traffic.server_time)
+            sync.changed = list(dict.fromkeys(sync.changed + tail.changed))
+            if tail.mode == "full":
+                sync.mode, sync.changed = "full", list(snapshot.rows)
+            sync.removed = sync.removed + tail.removed
+            outcome.sync_settle_tasks_read = tail.tasks_read
+        except (httpx.TransportError, ApiError) as exc:  # the next training reaches back instead
+            log.warning("project %s: could not settle the read cursor (%s)", project_id, exc)
     _save_snapshot(store, snapshot, sync)
     outcome.sync = {"mode": sync.mode, "reason": sync.reason, "tasks_read": sync.tasks_read,
                     "changed": len(sync.changed), "removed": len(sync.removed)}

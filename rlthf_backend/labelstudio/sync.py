@@ -72,6 +72,9 @@ class SyncReport:
     tasks_read: int = 0
     changed: list[int] = field(default_factory=list)
     removed: list[int] = field(default_factory=list)
+    #: The cursor is the newest stamp itself (nothing could still be committing behind it); when not,
+    #: the next read reaches back (a training settles it at its end, off the queue's critical path).
+    settled: bool = True
 
 
 def newest_stamp(ls: LabelStudio, project_id: int) -> str | None:
@@ -108,12 +111,16 @@ def sync_project(
     full: bool = False,
     overlap_s: float = OVERLAP_S,
     server_time: Callable[[], datetime | None] = lambda: None,
+    adopt_queue_version: str | None = None,
 ) -> tuple[ProjectSnapshot, SyncReport]:
     """The project's snapshot brought up to date, and what the read did.
 
     A full read happens when asked, when nothing is stored, or when the stored snapshot was
     read under another label config; otherwise only changed tasks are read (module docstring).
     ``server_time`` gives Label Studio's clock as of the latest answer (None: unknown).
+    ``adopt_queue_version``: with no stored snapshot, the model version whose predictions order the
+    label stream, if the backend wrote them (the project's model version, when it is the backend's):
+    adopted if the project holds predictions of it.
     """
     key = config_key(config)
     why_full = ("asked for" if full else "no stored state" if stored is None
@@ -139,16 +146,17 @@ def sync_project(
             log.warning("project %s: %s; reading it whole", project.id, why_full)
     if stored is not None:
         queue_version = stored.queue_version if stored.config_key == key else None
-    else:  # no snapshot: the project's model version is the queue version if its predictions are there
-        queue_version = getattr(project, "model_version", None) or None
+    else:
+        queue_version = adopt_queue_version
     snapshot = ProjectSnapshot(project_id=project.id, config_key=key, queue_version=queue_version)
     report = SyncReport(mode="full", reason=why_full)
-    before = settled_cursor(newest_stamp(ls, project.id), server_time(), overlap_s)
+    newest = newest_stamp(ls, project.id)
+    before = settled_cursor(newest, server_time(), overlap_s)
     report.changed = snapshot.apply(task_row(config, t, queue_version) for t in iter_tasks(ls, project.id))
     report.tasks_read = len(report.changed)
-    snapshot.cursor = before
+    snapshot.cursor, report.settled = before, newest is None or before == newest
     if stored is None and not any(r.shown for r in snapshot.rows.values()):
-        snapshot.queue_version = None  # e.g. the title Label Studio sets on connecting a backend
+        snapshot.queue_version = None
     if stored is not None:
         report.removed = [t for t in stored.rows if t not in snapshot.rows]
     return snapshot, report
@@ -160,7 +168,8 @@ def _read_changes(ls: LabelStudio, project_id: int, config: PairwiseConfig, stor
     stamp differs from the stored one: the cursor's reach-back costs a listing, not a re-read."""
     assert stored.cursor is not None
     report.reason = f"tasks stamped after {stored.cursor}"
-    before = settled_cursor(newest_stamp(ls, project_id), server_time(), overlap_s)
+    newest = newest_stamp(ls, project_id)
+    before = settled_cursor(newest, server_time(), overlap_s)
     stamps = {int(t["id"]): stamp_text(t.get("updated_at"))
               for t in iter_tasks(ls, project_id, query=stamped_after(stored.cursor), include="id,updated_at")}
     moved = [t for t, stamp in stamps.items() if t not in stored.rows or stored.rows[t].updated_at != stamp]
@@ -171,6 +180,7 @@ def _read_changes(ls: LabelStudio, project_id: int, config: PairwiseConfig, stor
     report.tasks_read += len(rows)
     report.changed = list(dict.fromkeys(report.changed + stored.apply(rows)))
     stored.cursor = max(stored.cursor, before or "")
+    report.settled = newest is None or stored.cursor >= newest
     return stored
 
 
