@@ -76,6 +76,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("BASIC_AUTH_PASS", "basic_auth_pass"),
         description="Password for HTTP basic auth.",
     )
+    label_studio_timeout: float = Field(
+        600.0, gt=0,
+        description="Seconds a training waits for one Label Studio answer: bulk writes and reads of a 100,000-task "
+        "project take tens of seconds each on a busy server.")
     redis_url: str | None = Field(
         None,
         validation_alias=AliasChoices("REDIS_URL", "redis_url"),

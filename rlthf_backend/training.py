@@ -173,7 +173,7 @@ def run_training(
 
     on_stage("reading Label Studio")
     traffic = Traffic()
-    ls = make_client(settings, traffic=traffic)
+    ls = make_client(settings, timeout=settings.label_studio_timeout, traffic=traffic)
     store = _project_store(settings)
     stored = _load_snapshot(store, project_id)
     registry = ModelRegistry(settings.resolved_model_dir, settings.model_title)
