@@ -14,7 +14,7 @@
    seconds (without writing predictions, which those backends do not do), on the same project.
 
     .venv/bin/python benchmarks/bench_active_loop.py [--sizes 1000,10000,100000] [--config choices.xml]
-        [--database-url postgresql://postgres@127.0.0.1:5432/DB] [--skip-webhooks]
+        [--database-url postgresql://postgres@127.0.0.1:5432/DB] [--skip-webhooks] [--env KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ def main() -> None:
                         help="reuse this RLTHF_DATA_DIR (its embedding cache) instead of a fresh one")
     parser.add_argument("--database-url", default=None, help="RLTHF_DATABASE_URL (default: SQLite in the data dir)")
     parser.add_argument("--skip-webhooks", action="store_true", help="skip the webhook latency part")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for the backend and the worker, e.g. RLTHF_HUMAN_BATCH_FRACTION=0.002")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     config_xml = (ROOT / "label_config" / args.config).read_text()
@@ -106,6 +108,7 @@ def main() -> None:
         "LABEL_STUDIO_API_KEY": ls_server.token, "REDIS_URL": redis_server.url, "RLTHF_LOG_LEVEL": "WARNING",
         "RLTHF_ROUND_EVERY_N_LABELS": "0",
         **({"RLTHF_DATABASE_URL": args.database_url} if args.database_url else {}),
+        **dict(item.split("=", 1) for item in args.env),
     }
     backend = start_backend(tmp / "backend", env, workers=2)
     worker = start_worker(env, tmp / "worker")
