@@ -134,7 +134,8 @@ class ModelRegistry:
 
     def named_version(self, project_id: int, version: str | None) -> bool:
         """Whether ``version`` is a name this registry gives the project's versions (kept or pruned)."""
-        return bool(version) and re.fullmatch(rf"{re.escape(self.title)}-p{int(project_id)}-v\d+", version) is not None
+        m = _VERSION_RE.match(version or "")
+        return m is not None and m["title"] == self.title and int(m["project"]) == int(project_id)
 
     def prune(self, project_id: int, keep: int) -> list[str]:
         """Delete all but the newest ``keep`` versions; returns the deleted version ids."""
