@@ -22,7 +22,7 @@ from rlthf_backend.core.judges.cache import CachedJudge  # noqa: E402
 from rlthf_backend.core.judges.openai_judge import OpenAIJudge  # noqa: E402
 from rlthf_backend.core.judges.base import Judge  # noqa: E402
 from rlthf_backend.core.types import JudgeStatus, Judgment, Pair  # noqa: E402
-from rlthf_backend.settings import Settings  # noqa: E402
+from rlthf_backend.app.settings import Settings  # noqa: E402
 from rlthf_backend.store.judgments import DatabaseJudgmentStore  # noqa: E402
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer  # noqa: E402
 

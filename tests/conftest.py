@@ -23,7 +23,7 @@ ISOLATED_NAMES = ("REDIS_URL", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 for _name in [n for n in os.environ if n.startswith(ISOLATED_PREFIXES) or n in ISOLATED_NAMES]:
     del os.environ[_name]
 
-from rlthf_backend import settings as _settings  # noqa: E402 - after the environment is clean
+from rlthf_backend.app import settings as _settings  # noqa: E402 - after the environment is clean
 
 _settings.Settings.model_config["env_file"] = None  # a developer's .env must not change what tests see
 

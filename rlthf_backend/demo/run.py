@@ -31,9 +31,9 @@ from rlthf_backend.demo.processes import ManagedProcess, http_ok, rlthf_backend_
 from rlthf_backend.demo.queue_check import QueueCheck, check_queue, write_check
 from rlthf_backend.labelstudio.client import iter_tasks
 from rlthf_backend.labelstudio.config import parse_label_config, shipped_config
-from rlthf_backend.labelstudio.prelabel import prelabel_project
-from rlthf_backend.registry import ModelRegistry
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.prelabel import prelabel_project
+from rlthf_backend.registry.versions import ModelRegistry
+from rlthf_backend.app.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from rlthf_backend.export.rows import (
     select_rows,
     source_counts,
 )
-from rlthf_backend.judge_factory import make_judge
+from rlthf_backend.app.judges import make_judge
 from rlthf_backend.labelstudio.client import LabelStudioNotConfigured, describe_api_error, iter_tasks, make_client
 from rlthf_backend.labelstudio.config import LabelConfigError, parse_label_config
 from rlthf_backend.labelstudio.pool import ProjectPool, build_pool
-from rlthf_backend.registry import ModelRegistry
-from rlthf_backend.settings import Settings
+from rlthf_backend.registry.versions import ModelRegistry
+from rlthf_backend.app.settings import Settings
 
 
 class ExportError(RuntimeError):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from rlthf_backend.core.types import Judgment
 from rlthf_backend.export.rows import DecidingRound
-from rlthf_backend.registry import ModelRegistry
-from rlthf_backend.round_files import (
+from rlthf_backend.registry.versions import ModelRegistry
+from rlthf_backend.registry.records import (
     RoundLogLine,
     RoundRecord,
     newest_round_version,

@@ -26,7 +26,7 @@ from typing import Any
 
 from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE, HUMAN_TIE
 from rlthf_backend.core.types import Judgment, Pair
-from rlthf_backend.round_files import TaskDecision
+from rlthf_backend.registry.records import TaskDecision
 
 SOURCES = ("human", "human_overrode_llm", "llm_kept", "llm_flipped")
 

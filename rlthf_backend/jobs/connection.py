@@ -8,7 +8,7 @@ import time
 from redis import Redis
 from redis.exceptions import RedisError
 
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 
 class RedisUnavailable(RuntimeError):

@@ -18,7 +18,7 @@ from rlthf_backend.jobs import status
 from rlthf_backend.jobs.connection import CircuitBreaker, RedisUnavailable, redis_from_settings
 from rlthf_backend.jobs.embedded import embedded_redis
 from rlthf_backend.jobs.queue import Enqueued, ProjectMissing, QueueFull, enqueue_training
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from rq import SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
 
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from redis import Redis
 from rq import Queue, Retry
 
 from rlthf_backend.jobs import status
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def enqueue_training(
     try:
         retries = settings.job_retries
         queue.enqueue(
-            "rlthf_backend.jobs.training.train_project_job",
+            "rlthf_backend.app.training.job.train_project_job",
             int(project_id),
             job_id=job_id,
             job_timeout=settings.job_timeout,

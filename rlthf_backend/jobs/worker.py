@@ -10,7 +10,7 @@ from rq import Worker
 from rq.worker_pool import WorkerPool
 
 from rlthf_backend.jobs.connection import redis_from_settings
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 log = logging.getLogger(__name__)
 

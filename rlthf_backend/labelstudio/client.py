@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from label_studio_sdk import LabelStudio
 
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import logging
 import time
 from collections.abc import Collection
 
-from rlthf_backend.registry import ModelRegistry
+from rlthf_backend.registry.versions import ModelRegistry
 from rlthf_backend.report.data import ReportData, load_report_data
 from rlthf_backend.report.html import render_report
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 
 log = logging.getLogger(__name__)

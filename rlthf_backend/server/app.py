@@ -15,7 +15,7 @@ from rlthf_backend.server.context import BackendContext
 from rlthf_backend.server.report_routes import report_bp
 from rlthf_backend.server.routes import bp
 from rlthf_backend.server.validation import BadRequest
-from rlthf_backend.settings import Settings, get_settings
+from rlthf_backend.app.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import hmac
 
 from flask import Flask, Response, request
 
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 
 def _utf8(text: str | None) -> bytes:

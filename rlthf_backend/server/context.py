@@ -11,9 +11,9 @@ from typing import Any
 
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.jobs.dispatch import TrainingDispatcher
-from rlthf_backend.judge_factory import make_judge
-from rlthf_backend.registry import ModelRegistry
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.judges import make_judge
+from rlthf_backend.registry.versions import ModelRegistry
+from rlthf_backend.app.settings import Settings
 
 log = logging.getLogger(__name__)
 

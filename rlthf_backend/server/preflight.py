@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 
 def check_can_serve(settings: Settings) -> None:
@@ -20,7 +20,7 @@ def check_can_serve(settings: Settings) -> None:
     whether the model registry can be written. The judgment cache is not checked: without it the
     backend serves.
     """
-    from rlthf_backend.judge_factory import make_judge
+    from rlthf_backend.app.judges import make_judge
 
     make_judge(settings, cache=False)
     # Trainings publish reward models here; a folder that cannot be written fails every one of them.

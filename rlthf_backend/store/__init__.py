@@ -10,7 +10,7 @@ SQLAlchemy Core, with Alembic migrations (``migrations/``) run when a process fi
 
 from __future__ import annotations
 
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 from rlthf_backend.store.judgments import DatabaseJudgmentStore, judgment_store
 
 #: The judgment cache of versions before the shared store, imported once from the data folder.

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from label_studio_sdk import LabelStudio
 
-from rlthf_backend.registry import ModelRegistry
+from rlthf_backend.registry.versions import ModelRegistry
 from tests.support.backend import BackendServer, rlthf_backend_exe, start_backend
 from tests.support.data import judged_pairs, task_data
 from tests.support.processes import ManagedProcess, wait_until

@@ -19,9 +19,9 @@ from rlthf_backend.demo import load_sample_pairs
 from rlthf_backend.demo.label_studio import start_label_studio
 from rlthf_backend.demo.processes import ManagedProcess, free_port, rlthf_backend_exe, wait_until
 from rlthf_backend.demo.run import task_for_pair
-from rlthf_backend.doctor import Check, passed, run_checks
+from rlthf_backend.cli.doctor import Check, passed, run_checks
 from rlthf_backend.labelstudio.config import shipped_config
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 from tests.support.backend import BackendServer, start_backend
 from tests.support.label_studio import ls_venv_path
 from tests.support.redis_server import RedisServer

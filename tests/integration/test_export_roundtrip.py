@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from rlthf_backend.export import curated_dataset
-from rlthf_backend.registry import ModelRegistry
-from rlthf_backend.round_files import RoundRecord, newest_round_version, read_round_log
-from rlthf_backend.settings import Settings
+from rlthf_backend.registry.versions import ModelRegistry
+from rlthf_backend.registry.records import RoundRecord, newest_round_version, read_round_log
+from rlthf_backend.app.settings import Settings
 from tests.integration.test_active_loop import human_result, make_project, start_worker, wait_for_training
 from tests.support.backend import rlthf_backend_exe, start_backend
 from tests.support.data import judged_pairs

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rlthf_backend.core.reward import load_reward_model
-from rlthf_backend.registry import ModelRegistry
+from rlthf_backend.registry.versions import ModelRegistry
 from tests.integration.test_active_loop import human_result, make_project, start_worker, wait_for_training
 from tests.support.backend import start_backend
 from tests.support.data import judged_pairs

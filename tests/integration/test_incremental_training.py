@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 from rlthf_backend.store.database import open_database
 from rlthf_backend.store.projects import ProjectStore
-from rlthf_backend.training import run_training
+from rlthf_backend.app.training.pipeline import run_training
 from tests.integration.test_active_loop import human_result, make_project
 from tests.support.data import judged_pairs
 

@@ -18,7 +18,7 @@ from rlthf_backend.jobs.queue import (
     project_lock,
     wait_for_quiet,
 )
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import pytest
 
 from rlthf_backend.core.judges.openai_judge import OpenAIJudge
 from rlthf_backend.core.types import JudgeStatus, Pair
-from rlthf_backend.judge_factory import make_judge
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.judges import make_judge
+from rlthf_backend.app.settings import Settings
 from tests.fakes.openai_server import FakeOpenAIServer, longer_wins
 
 pytestmark = pytest.mark.integration

@@ -16,10 +16,10 @@ from rlthf_backend.demo import load_sample_pairs
 from rlthf_backend.demo.queue_check import write_check
 from rlthf_backend.demo.run import demo_queue_check, task_for_pair
 from rlthf_backend.labelstudio.config import parse_label_config, shipped_config
-from rlthf_backend.labelstudio.prelabel import prelabel_project
+from rlthf_backend.app.prelabel import prelabel_project
 from rlthf_backend.labelstudio.results import result_for_label
-from rlthf_backend.registry import ModelRegistry
-from rlthf_backend.settings import Settings
+from rlthf_backend.registry.versions import ModelRegistry
+from rlthf_backend.app.settings import Settings
 from tests.support.backend import start_backend
 from tests.support.browser import Browser, chromium_path
 from tests.support.processes import wait_until

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from rlthf_backend.registry import ModelRegistry
+from rlthf_backend.registry.versions import ModelRegistry
 from tests.integration.test_active_loop import make_project, start_worker, wait_for_training
 from tests.support.backend import start_backend
 from tests.support.data import judged_pairs

@@ -16,7 +16,7 @@ import pytest
 
 from rlthf_backend.core.judges.transformers_judge import SMOLLM2_FILE, TransformersJudge
 from rlthf_backend.core.types import Pair
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 pytestmark = [
     pytest.mark.integration,

@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 from rq import Worker
 
-from rlthf_backend.registry import ModelRegistry
+from rlthf_backend.registry.versions import ModelRegistry
 from rlthf_backend.store.judgments import DatabaseJudgmentStore
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
 from tests.integration.test_active_loop import make_project, start_worker, wait_for_training

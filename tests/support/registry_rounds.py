@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlthf_backend.registry import ModelRegistry
-from rlthf_backend.round_files import RoundLogLine, RoundRecord, TaskDecision, append_round_log, write_margins
+from rlthf_backend.registry.versions import ModelRegistry
+from rlthf_backend.registry.records import RoundLogLine, RoundRecord, TaskDecision, append_round_log, write_margins
 
 
 def margin_curve_values(n: int, seed: int = 0) -> np.ndarray:

@@ -16,7 +16,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from rlthf_backend.cli_errors import OneLineErrors
+from rlthf_backend.cli.errors import OneLineErrors
 from rlthf_backend.demo.processes import rlthf_backend_exe
 
 

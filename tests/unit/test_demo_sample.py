@@ -81,7 +81,7 @@ def test_every_demo_judge_is_a_valid_backend_configuration():
 
     from rlthf_backend.cli import main
     from rlthf_backend.demo.run import DEFAULT_DEMO_JUDGE, DEMO_JUDGES, JUDGE_NAMES
-    from rlthf_backend.settings import Settings
+    from rlthf_backend.app.settings import Settings
 
     assert DEFAULT_DEMO_JUDGE == "precomputed" and set(JUDGE_NAMES) == set(DEMO_JUDGES)
     assert Settings(_env_file=None, **DEMO_JUDGES["precomputed"]).judge == "precomputed"

@@ -47,7 +47,7 @@ yaml = pytest.importorskip("yaml")
 jsonschema = pytest.importorskip("jsonschema")
 
 from rlthf_backend.cli import main as cli_main  # noqa: E402
-from rlthf_backend.settings import Settings  # noqa: E402
+from rlthf_backend.app.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

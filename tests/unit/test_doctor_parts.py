@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from rlthf_backend.doctor import Check, _detail, _is_jwt, passed
+from rlthf_backend.cli.doctor import Check, _detail, _is_jwt, passed
 
 
 def _jwt() -> str:
@@ -41,8 +41,8 @@ def test_a_line_per_check_with_the_fix_only_when_it_failed():
 
 
 def test_the_database_check_says_which_database_and_never_its_password(tmp_path):
-    from rlthf_backend.doctor import _Context, check_database
-    from rlthf_backend.settings import Settings
+    from rlthf_backend.cli.doctor import _Context, check_database
+    from rlthf_backend.app.settings import Settings
     from rlthf_backend.store.database import head_revision
 
     ok = check_database(_Context(Settings(data_dir=tmp_path, _env_file=None), None, None, None))

@@ -26,7 +26,7 @@ from rlthf_backend.core.reward.encoder import (
 )
 from rlthf_backend.core.reward.onnx_encoder import UnsupportedForOnnx, read_layout
 from rlthf_backend.demo import load_sample_pairs
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 MINILM = str(packaged_minilm_dir())
 

@@ -28,7 +28,7 @@ from rlthf_backend.core.reward.base import FitReport, RewardModel
 from rlthf_backend.core.simulate.data import LabelledPool, load_pool
 from rlthf_backend.core.simulate.replay import export_metrics
 from rlthf_backend.core.types import JudgeStatus, Judgment, MemberVerdict, Pair
-from rlthf_backend.settings import ENGINE_SETTINGS, Settings
+from rlthf_backend.app.settings import ENGINE_SETTINGS, Settings
 
 
 class FixedMarginRM(RewardModel):

@@ -107,7 +107,7 @@ def test_option_checks_refuse_clearly(dataset, tmp_path):
 
 def test_cli_push_to_hub_without_token_refuses_before_reading_label_studio(tmp_path, monkeypatch):
     from rlthf_backend import cli
-    from rlthf_backend.settings import get_settings
+    from rlthf_backend.app.settings import get_settings
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")  # nothing listens: reading would fail differently
@@ -123,7 +123,7 @@ def test_cli_push_to_hub_without_token_refuses_before_reading_label_studio(tmp_p
 
 def test_cli_names_an_unreachable_label_studio(tmp_path, monkeypatch):
     from rlthf_backend import cli
-    from rlthf_backend.settings import get_settings
+    from rlthf_backend.app.settings import get_settings
 
     monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "x" * 40)

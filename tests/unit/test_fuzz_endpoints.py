@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from rlthf_backend.labelstudio.config import shipped_config
 from rlthf_backend.server.app import create_app
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 PAIRWISE = shipped_config("pairwise")
 CHOICES = shipped_config("choices")

@@ -12,7 +12,7 @@ import pytest
 from rlthf_backend.core.judges.openai_judge import OpenAIJudge
 from rlthf_backend.core.judges.prompt import DEFAULT_TEMPLATE, parse_verdict, render
 from rlthf_backend.core.types import JudgeStatus, Pair
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
 
 # --- the verdict parser runs in linear time ---------------------------------------------------

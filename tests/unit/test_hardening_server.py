@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from rlthf_backend.jobs import status
 from rlthf_backend.jobs.embedded import embedded_redis
 from rlthf_backend.server.app import create_app
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "label_config"

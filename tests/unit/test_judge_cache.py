@@ -19,8 +19,8 @@ from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.judges.cache import CHUNK_PAIRS, CachedJudge
 from rlthf_backend.core.judges.precomputed import PrecomputedJudge
 from rlthf_backend.core.types import JudgeStatus, Judgment, Pair
-from rlthf_backend.judge_factory import make_judge
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.judges import make_judge
+from rlthf_backend.app.settings import Settings
 from rlthf_backend.store import judgment_store_for
 from rlthf_backend.store.database import engine_url
 from rlthf_backend.store.judgments import DatabaseJudgmentStore

@@ -16,7 +16,7 @@ from rlthf_backend.core.judges.prompt import (
     render,
     truncate,
 )
-from rlthf_backend.settings import DEFAULT_CRITERIA, Settings
+from rlthf_backend.app.settings import DEFAULT_CRITERIA, Settings
 
 
 def _render(template: str = DEFAULT_TEMPLATE, max_chars: int = 1000, **texts: str):

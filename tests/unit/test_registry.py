@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from rlthf_backend.registry import ModelRegistry
+from rlthf_backend.registry.versions import ModelRegistry
 
 
 def _writer(payload):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from rlthf_backend.core.curation import find_curve_points
-from rlthf_backend.registry import ModelRegistry
+from rlthf_backend.registry.versions import ModelRegistry
 from rlthf_backend.report import build_report, load_report_data, render_report
 from rlthf_backend.report.charts import region_bounds
 from rlthf_backend.server.app import create_app
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 from tests.support.registry_rounds import two_round_project
 
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from rlthf_backend.core.types import JudgeStatus, Judgment, MemberVerdict
-from rlthf_backend.registry import ModelRegistry
-from rlthf_backend.round_files import (
+from rlthf_backend.registry.versions import ModelRegistry
+from rlthf_backend.registry.records import (
     JUDGMENTS_FILE,
     ROUND_FILE,
     STATE_FILE,

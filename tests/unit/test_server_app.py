@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rlthf_backend.server.app import create_app
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 CONFIGS = Path(__file__).resolve().parents[2] / "label_config"
 PAIRWISE = (CONFIGS / "pairwise.xml").read_text()

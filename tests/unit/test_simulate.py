@@ -11,7 +11,7 @@ import pytest
 
 from rlthf_backend.core.simulate.data import detect_format, load_pool, pick_judge, split_transcript
 from rlthf_backend.core.simulate.replay import split_pool
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 JUDGED = DATA / "judged-pairs.jsonl.gz"
@@ -99,7 +99,7 @@ def test_real_judged_file_loads_with_ties_dropped():
 @needs_data
 @pytest.mark.slow
 def test_simulate_on_a_slice_of_the_real_file(tmp_path):
-    from rlthf_backend.core.simulate.runner import run_simulate_command
+    from rlthf_backend.cli.simulate import run_simulate_command
 
     lines: list[str] = []
     settings = Settings(_env_file=None)
@@ -136,7 +136,7 @@ def test_simulate_on_a_slice_of_the_real_file(tmp_path):
 @needs_data
 @pytest.mark.slow
 def test_file_without_llm_labels_reports_the_rm_ceiling(tmp_path):
-    from rlthf_backend.core.simulate.runner import run_simulate_command
+    from rlthf_backend.cli.simulate import run_simulate_command
 
     lines: list[str] = []
     settings = Settings(_env_file=None)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rlthf_backend.settings import Settings, get_settings
+from rlthf_backend.app.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

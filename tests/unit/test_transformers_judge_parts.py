@@ -15,8 +15,8 @@ from rlthf_backend.core.judges.transformers_judge import (
     water_fill,
 )
 from rlthf_backend.core.types import Pair
-from rlthf_backend.judge_factory import make_judge
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.judges import make_judge
+from rlthf_backend.app.settings import Settings
 
 
 @pytest.mark.parametrize(

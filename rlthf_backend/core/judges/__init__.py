@@ -1,5 +1,5 @@
 """LLM judges that pre-label pairwise preferences. Which judge a deployment runs, behind which
-store, is decided outside the core: :func:`rlthf_backend.judge_factory.make_judge`."""
+store, is decided outside the core: :func:`rlthf_backend.app.judges.make_judge`."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from openai import OpenAI
 from rlthf_backend.core.judges.orders import OrderAnswer, PromptedJudge
 from rlthf_backend.core.judges.prompt import excerpt, parse_verdict
 from rlthf_backend.core.types import JudgeStatus
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 #: How many alternatives to ask for at each answer position (the API allows up to 20).
 TOP_LOGPROBS = 5

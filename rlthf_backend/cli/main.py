@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from rlthf_backend.cli_errors import OneLineErrors
+from rlthf_backend.cli.errors import OneLineErrors
 from rlthf_backend.labelstudio.project_id import MAX_PROJECT_ID
-from rlthf_backend.settings import ENGINE_SETTINGS, Settings, get_settings
+from rlthf_backend.app.settings import ENGINE_SETTINGS, Settings, get_settings
 
 #: ``--project``: a Label Studio project id, refused by click (one line, exit 2) like any bad option.
 PROJECT_ID = click.IntRange(1, MAX_PROJECT_ID)
@@ -58,7 +58,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 @click.option("--all", "rejudge_all", is_flag=True, help="also tasks that already hold a prediction of this judge")
 def prelabel(project_id: int, rejudge_all: bool) -> None:
     """Judge every task of a project that has no prediction yet and store the predictions."""
-    from rlthf_backend.labelstudio.prelabel import prelabel_project
+    from rlthf_backend.app.prelabel import prelabel_project
 
     summary = prelabel_project(get_settings(), project_id, rejudge_all=rejudge_all, progress=True)
     click.echo(summary.describe())
@@ -86,7 +86,7 @@ def train(project_id: int, force_round: bool, full_sync: bool) -> None:
     import contextlib
     import json
 
-    from rlthf_backend.training import run_training
+    from rlthf_backend.app.training.pipeline import run_training
 
     settings = get_settings()
     guard = contextlib.nullcontext()
@@ -175,7 +175,7 @@ def simulate(data_path: Path, judges: str | None, budgets: str, seeds: int, out_
 
     Files without LLM labels (HH-RLHF chosen/rejected) report the RM capacity ceiling instead.
     """
-    from rlthf_backend.core.simulate.runner import run_simulate_command
+    from rlthf_backend.cli.simulate import run_simulate_command
 
     settings = _settings_with(engine_flags)
     try:
@@ -239,7 +239,7 @@ def export(project_id: int, fmt: str, out: Path, include_dropped: bool, min_conf
               "(default: the ML backend connected to the project)")
 def doctor(project_id: int | None, backend_url: str | None) -> None:
     """Check Label Studio, the connection, the project, jobs, judge and disk; one line per check, with the fix."""
-    from rlthf_backend.doctor import passed, run_checks
+    from rlthf_backend.cli.doctor import passed, run_checks
 
     checks = []
     for check in run_checks(get_settings(), project_id=project_id, backend_url=backend_url):

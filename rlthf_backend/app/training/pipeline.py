@@ -10,7 +10,7 @@ replays it: when a round is due (first round, the human batch done, Train, or en
 it plans one and writes the predictions that order the label stream: all of them the first time,
 then only those that must change (:mod:`rlthf_backend.labelstudio.queue_order`). Every run fits
 the reward model on the current labels and publishes a registry version with the typed records
-of :mod:`rlthf_backend.round_files`. The RQ job around it is ``jobs/training.py``.
+of :mod:`rlthf_backend.registry.records`. The RQ job around it is ``jobs/training.py``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from rlthf_backend.core.curation import (
 )
 from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE
 from rlthf_backend.core.reward.factory import round_factory
-from rlthf_backend.judge_factory import make_judge
+from rlthf_backend.app.judges import make_judge
 from rlthf_backend.labelstudio.client import Traffic, describe_api_error, make_client
 from rlthf_backend.labelstudio.config import PairwiseConfig, parse_label_config
 from rlthf_backend.labelstudio.pool import ProjectPool
@@ -53,8 +53,8 @@ from rlthf_backend.labelstudio.queue_order import (
 )
 from rlthf_backend.labelstudio.snapshot import ProjectSnapshot
 from rlthf_backend.labelstudio.sync import SyncReport, read_queue_predictions, sync_project
-from rlthf_backend.registry import ModelRegistry, write_json_atomic
-from rlthf_backend.round_files import (
+from rlthf_backend.registry.versions import ModelRegistry, write_json_atomic
+from rlthf_backend.registry.records import (
     STATE_FILE,
     CarriedState,
     RoundLogLine,
@@ -64,7 +64,7 @@ from rlthf_backend.round_files import (
     write_judgments,
     write_margins,
 )
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 from rlthf_backend.store.database import DatabaseUnavailable, open_database
 from rlthf_backend.store.database import describe_error as describe_db_error
 from rlthf_backend.store.projects import ProjectStore

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from rlthf_backend.core.judges.base import Judge
-from rlthf_backend.judge_factory import make_judge
+from rlthf_backend.app.judges import make_judge
 from rlthf_backend.labelstudio.client import iter_tasks, make_client
 from rlthf_backend.labelstudio.config import parse_label_config
 from rlthf_backend.labelstudio.predict import predict_tasks
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 
 log = logging.getLogger(__name__)
 

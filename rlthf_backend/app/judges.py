@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.judges.cache import CachedJudge, JudgmentStore
-from rlthf_backend.settings import Settings
+from rlthf_backend.app.settings import Settings
 from rlthf_backend.store import judgment_store_for
 
 

@@ -1,0 +1,3 @@
+from rlthf_backend.cli.main import main
+
+main()
