@@ -7,7 +7,6 @@ from __future__ import annotations
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.judges.cache import CachedJudge, JudgmentStore
 from rlthf_backend.app.settings import Settings
-from rlthf_backend.store import judgment_store_for
 
 
 def make_judge(settings: Settings, *, cache: bool = True, store: JudgmentStore | None = None) -> Judge:
@@ -42,7 +41,9 @@ def make_judge(settings: Settings, *, cache: bool = True, store: JudgmentStore |
         raise ValueError(f"unknown judge {settings.judge!r}; choose openai, transformers or precomputed")
     if cache and judge.cacheable:
         if store is None:
-            store = judgment_store_for(settings)
+            from rlthf_backend.app.project import shared_judgment_store
+
+            store = shared_judgment_store(settings)
         judge = CachedJudge(judge, store)
     return judge
 

@@ -28,7 +28,8 @@ from pydantic import SecretStr
 from rlthf_backend.demo import load_sample_pairs
 from rlthf_backend.demo.label_studio import LabelStudioServer, start_label_studio
 from rlthf_backend.demo.processes import ManagedProcess, http_ok, rlthf_backend_exe, wait_until
-from rlthf_backend.demo.queue_check import QueueCheck, check_queue, write_check
+from rlthf_backend.demo.queue_check import check_queue
+from rlthf_backend.registry.records import QueueCheck, write_check
 from rlthf_backend.labelstudio.client import iter_tasks
 from rlthf_backend.labelstudio.config import parse_label_config, shipped_config
 from rlthf_backend.app.prelabel import prelabel_project

@@ -14,8 +14,6 @@ from typing import Any
 import httpx
 from label_studio_sdk import LabelStudio
 
-from rlthf_backend.app.settings import Settings
-
 log = logging.getLogger(__name__)
 
 
@@ -45,10 +43,10 @@ class Traffic:
             self.server_time = when
 
 
-def make_client(settings: Settings, timeout: float = 60.0, traffic: Traffic | None = None) -> LabelStudio:
-    """An SDK client for ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY`` (legacy token or PAT);
+def make_client(url: str, api_key: str | None, *, timeout: float = 60.0, traffic: Traffic | None = None) -> LabelStudio:
+    """An SDK client for Label Studio at ``url`` with ``api_key`` (legacy token or PAT);
     ``traffic`` watches its requests and answers."""
-    if settings.label_studio_api_key is None:
+    if api_key is None:
         raise LabelStudioNotConfigured(
             "LABEL_STUDIO_API_KEY is not set: the backend needs a Label Studio access token for this"
         )
@@ -57,8 +55,8 @@ def make_client(settings: Settings, timeout: float = 60.0, traffic: Traffic | No
         http = httpx.Client(timeout=timeout, follow_redirects=True,
                             event_hooks={"request": [traffic.on_request], "response": [traffic.on_response]})
     return LabelStudio(
-        base_url=settings.label_studio_url.rstrip("/"),
-        api_key=settings.label_studio_api_key.get_secret_value(),
+        base_url=url.rstrip("/"),
+        api_key=api_key,
         timeout=timeout,
         httpx_client=http,
     )

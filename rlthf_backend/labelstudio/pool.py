@@ -1,24 +1,28 @@
-"""A project's pool as the curation engine sees it, read from Label Studio (the source of truth)."""
+"""A project's pool as the curation engine sees it: the usable pairs of a project's tasks.
+
+One way from Label Studio tasks to a pool: every task becomes a
+:class:`~rlthf_backend.store.snapshots.TaskRow` (:func:`~rlthf_backend.labelstudio.snapshot.task_row`),
+and :func:`pool_from_rows` turns rows into the pool, whether they come from the training's
+snapshot or from a one-off read of the project (:func:`pool_from_tasks`, the export).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE, HUMAN_TIE
+from rlthf_backend.core.curation.state import HUMAN_NONE
 from rlthf_backend.core.types import Label, Pair
 from rlthf_backend.labelstudio.config import PairwiseConfig
-from rlthf_backend.labelstudio.results import label_from_result
-from rlthf_backend.labelstudio.tasks import TaskDataError, pair_from_task
+from rlthf_backend.labelstudio.snapshot import task_row
+from rlthf_backend.labelstudio.tasks import pair_from_task
+from rlthf_backend.store.snapshots import TaskRow
 
 log = logging.getLogger(__name__)
-
-_HUMAN_CODE = {"a": HUMAN_A, "b": HUMAN_B, "tie": HUMAN_TIE}
 
 
 @dataclass
@@ -44,45 +48,24 @@ class ProjectPool:
         return int(np.sum(self.human_codes != HUMAN_NONE))
 
 
-def human_label(config: PairwiseConfig, annotations: Iterable[dict[str, Any]]) -> tuple[int, list[Label], list[Any]]:
-    """The people's label of a task: majority of submitted (not skipped) annotations.
-
-    No decisive majority (e.g. one vote a, one vote b) counts as a tie: no clear winner.
-    Returns (HUMAN_* code, the votes, the annotator ids).
-    """
-    votes: list[Label] = []
-    annotators: list[Any] = []
-    for ann in annotations or ():
-        if ann.get("was_cancelled"):
-            continue  # a skipped task is not a label
-        label = label_from_result(config, ann.get("result") or [])
-        if label is None:
-            continue
-        votes.append(label)
-        annotators.append(ann.get("completed_by"))
-    if not votes:
-        return HUMAN_NONE, votes, annotators
-    ranked = Counter(votes).most_common()
-    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-        return HUMAN_TIE, votes, annotators
-    return _HUMAN_CODE[ranked[0][0]], votes, annotators
-
-
-def build_pool(config: PairwiseConfig, tasks: Iterable[dict[str, Any]]) -> ProjectPool:
-    """Turn Label Studio tasks (with annotations and predictions) into a pool, skipping bad tasks."""
+def pool_from_rows(config: PairwiseConfig, rows: Iterable[TaskRow]) -> ProjectPool:
+    """The engine's view of task rows: usable tasks in task-id order (stable across rounds),
+    the problem tasks in ``skipped`` with their reason."""
     pool = ProjectPool()
-    for task in tasks:
-        try:
-            pair = pair_from_task(config, task)
-        except TaskDataError as exc:
-            pool.skipped[task.get("id")] = str(exc)
+    for row in sorted(rows, key=lambda r: r.task_id):
+        if row.problem is not None:
+            pool.skipped[row.task_id] = row.problem
             continue
-        code, votes, annotators = human_label(config, task.get("annotations") or [])
-        pool.task_ids.append(int(task["id"]))
-        pool.pairs.append(pair)
-        pool.human.append(code)
-        pool.votes.append(votes)
-        pool.annotators.append(annotators)
+        pool.task_ids.append(row.task_id)
+        pool.pairs.append(pair_from_task(config, {"id": row.task_id, "data": row.data}))
+        pool.human.append(row.human)
+        pool.votes.append(list(row.votes))
+        pool.annotators.append(list(row.annotators))
     if pool.skipped:
         log.warning("%d task(s) left out of the pool, e.g. %s", len(pool.skipped), next(iter(pool.skipped.values())))
     return pool
+
+
+def pool_from_tasks(config: PairwiseConfig, tasks: Iterable[dict[str, Any]]) -> ProjectPool:
+    """Label Studio tasks (with annotations) -> the pool, bad tasks left out with their reason."""
+    return pool_from_rows(config, (task_row(config, task, queue_version=None) for task in tasks))

@@ -31,7 +31,7 @@ from label_studio_sdk import LabelStudio, PredictionRequest
 from rlthf_backend.core.types import Label
 from rlthf_backend.labelstudio.config import PairwiseConfig
 from rlthf_backend.labelstudio.results import result_for_label
-from rlthf_backend.labelstudio.snapshot import ShownPrediction
+from rlthf_backend.store.snapshots import ShownPrediction
 
 log = logging.getLogger(__name__)
 

@@ -1,53 +1,26 @@
-"""What the backend keeps of a Label Studio project between rounds, so a round reads only changes.
+"""A Label Studio task as the project snapshot keeps it (:class:`~rlthf_backend.store.snapshots.TaskRow`).
 
-A :class:`ProjectSnapshot` holds, per task, what Label Studio said when the task was last read:
-its data, the people's label, Label Studio's own annotation counters and the prediction of the
-queue version (the one the label stream is ordered by). Label Studio stays the source of truth:
-every field here is a copy of something read from it, refreshed whenever the task changes there
-(see :mod:`rlthf_backend.labelstudio.sync`), and the whole snapshot can be re-read at any time.
+Every reader of tasks goes through :func:`task_row`: the training's snapshot (kept up to date
+by :mod:`rlthf_backend.labelstudio.sync`) and the export's one-off read alike, so both see the
+same pair, the same people's label and the same problems (:mod:`rlthf_backend.labelstudio.pool`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from rlthf_backend.core.curation.state import HUMAN_NONE
+from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE, HUMAN_TIE
 from rlthf_backend.core.types import Label
 from rlthf_backend.labelstudio.config import PairwiseConfig
-from rlthf_backend.labelstudio.pool import ProjectPool, human_label
 from rlthf_backend.labelstudio.results import label_from_result
 from rlthf_backend.labelstudio.tasks import TaskDataError, pair_from_task
+from rlthf_backend.store.snapshots import ShownPrediction, TaskRow
 
-
-@dataclass(frozen=True)
-class ShownPrediction:
-    """The prediction Label Studio holds for a task under the queue version."""
-
-    prediction_id: int
-    label: Label | None
-    score: float | None
-
-
-@dataclass
-class TaskRow:
-    """One task as last read. ``problem`` is set (and the pair unusable) when its data does not
-    fit the label config; ``total_annotations`` / ``cancelled_annotations`` are Label Studio's
-    counters, summed to check that nothing changed unseen."""
-
-    task_id: int
-    data: dict[str, Any]
-    updated_at: str
-    total_annotations: int = 0
-    cancelled_annotations: int = 0
-    human: int = HUMAN_NONE
-    votes: list[Label] = field(default_factory=list)
-    annotators: list[Any] = field(default_factory=list)
-    problem: str | None = None
-    shown: ShownPrediction | None = None
+_HUMAN_CODE = {"a": HUMAN_A, "b": HUMAN_B, "tie": HUMAN_TIE}
 
 
 def stamp_text(value: object) -> str:
@@ -65,6 +38,30 @@ def config_key(config: PairwiseConfig) -> str:
     """Changes when the label config's meaning changes (fields, kind, labels): then every stored
     label was read under another config and the snapshot is re-read whole."""
     return hashlib.sha256(repr(config).encode()).hexdigest()[:16]
+
+
+def human_label(config: PairwiseConfig, annotations: Iterable[dict[str, Any]]) -> tuple[int, list[Label], list[Any]]:
+    """The people's label of a task: majority of submitted (not skipped) annotations.
+
+    No decisive majority (e.g. one vote a, one vote b) counts as a tie: no clear winner.
+    Returns (HUMAN_* code, the votes, the annotator ids).
+    """
+    votes: list[Label] = []
+    annotators: list[Any] = []
+    for ann in annotations or ():
+        if ann.get("was_cancelled"):
+            continue  # a skipped task is not a label
+        label = label_from_result(config, ann.get("result") or [])
+        if label is None:
+            continue
+        votes.append(label)
+        annotators.append(ann.get("completed_by"))
+    if not votes:
+        return HUMAN_NONE, votes, annotators
+    ranked = Counter(votes).most_common()
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        return HUMAN_TIE, votes, annotators
+    return _HUMAN_CODE[ranked[0][0]], votes, annotators
 
 
 def task_row(config: PairwiseConfig, task: Mapping[str, Any], queue_version: str | None) -> TaskRow:
@@ -103,48 +100,3 @@ def shown_prediction(config: PairwiseConfig, predictions: Iterable[Mapping[str, 
     )
 
 
-@dataclass
-class ProjectSnapshot:
-    """A project's tasks as last read, and where the next incremental read starts.
-
-    ``cursor`` is the newest task ``updated_at`` in Label Studio just before the last read began
-    (Label Studio's clock, ISO text): every later change is stamped after it. ``queue_version``
-    the model version the label stream is ordered by (None before the first round's predictions).
-    """
-
-    project_id: int
-    config_key: str
-    cursor: str | None = None
-    queue_version: str | None = None
-    rows: dict[int, TaskRow] = field(default_factory=dict)
-
-    def apply(self, rows: Iterable[TaskRow]) -> list[int]:
-        """Insert or replace rows; returns their task ids (the caller moves the cursor)."""
-        ids = []
-        for row in rows:
-            self.rows[row.task_id] = row
-            ids.append(row.task_id)
-        return ids
-
-    def remove(self, task_ids: Iterable[int]) -> list[int]:
-        return [t for t in task_ids if self.rows.pop(t, None) is not None]
-
-    def totals(self) -> tuple[int, int, int]:
-        """(tasks, submitted annotations, skipped annotations), as Label Studio counts them."""
-        rows = self.rows.values()
-        return (len(self.rows), sum(r.total_annotations for r in rows), sum(r.cancelled_annotations for r in rows))
-
-    def pool(self, config: PairwiseConfig) -> ProjectPool:
-        """The engine's view: usable tasks in task-id order (stable across rounds), problems aside."""
-        pool = ProjectPool()
-        for task_id in sorted(self.rows):
-            row = self.rows[task_id]
-            if row.problem is not None:
-                pool.skipped[task_id] = row.problem
-                continue
-            pool.task_ids.append(task_id)
-            pool.pairs.append(pair_from_task(config, {"id": task_id, "data": row.data}))
-            pool.human.append(row.human)
-            pool.votes.append(list(row.votes))
-            pool.annotators.append(list(row.annotators))
-        return pool

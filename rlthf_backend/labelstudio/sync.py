@@ -30,13 +30,8 @@ from label_studio_sdk import LabelStudio
 
 from rlthf_backend.labelstudio.client import iter_tasks
 from rlthf_backend.labelstudio.config import PairwiseConfig
-from rlthf_backend.labelstudio.snapshot import (
-    ProjectSnapshot,
-    config_key,
-    shown_prediction,
-    stamp_text,
-    task_row,
-)
+from rlthf_backend.labelstudio.snapshot import config_key, shown_prediction, stamp_text, task_row
+from rlthf_backend.store.snapshots import ProjectSnapshot
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What a training leaves in the model registry, as typed records, and how it is read back.
 
-The training (``rlthf_backend/training.py``) writes these files; the next training, the export
+The training (``rlthf_backend/app/training``) writes these files; the next training, the export
 and the report read them through the records here, never as loose dicts. This module stays
 light (no SDK, no RQ, no torch) so a report request does not pay for those.
 
@@ -13,7 +13,8 @@ Per version folder:
   report never ask the judge again;
 - ``margins.npy`` + ``task_ids.json``: the reward model's r(a) - r(b) for every pool task.
 
-Per project folder: ``rounds.jsonl``, one :class:`RoundLogLine` per round, kept across pruning.
+Per project folder: ``rounds.jsonl``, one :class:`RoundLogLine` per round, kept across pruning;
+``queue_check.json``, the demo's :class:`QueueCheck` (only in the demo's project).
 """
 
 from __future__ import annotations
@@ -259,3 +260,51 @@ def read_round_log(registry: ModelRegistry, project_id: int) -> list[RoundLogLin
         except (json.JSONDecodeError, TypeError) as exc:
             log.warning("%s: skipping an unreadable line (%s)", path, exc)  # a writer killed mid-line
     return lines
+
+
+#: Where the demo keeps its queue check for the report, in the project's registry folder.
+CHECK_FILE = "queue_check.json"
+
+
+@dataclass(frozen=True)
+class QueueCheck:
+    first: int  # tasks looked at (FIRST_TASKS, or fewer in a small queue)
+    wrong_in_first: int  # of those, pairs the judge got wrong
+    batch: int  # the round's human batch (scores below 0.5): the tasks queued for a person
+    wrong_in_batch: int
+    pool: int  # unlabelled tasks in the queue
+    wrong_in_pool: int  # what random order would serve, on average, per task
+    judge: str
+
+    @property
+    def share_first(self) -> float:
+        return self.wrong_in_first / self.first if self.first else float("nan")
+
+    @property
+    def share_random(self) -> float:
+        return self.wrong_in_pool / self.pool if self.pool else float("nan")
+
+    def describe(self) -> str:
+        return (
+            f"Of the first {self.first} tasks the queue serves, {self.wrong_in_first} "
+            f"({self.share_first:.0%}) are pairs the judge ({self.judge}) got wrong; random order would give "
+            f"{self.share_random:.0%} ({self.wrong_in_pool} of {self.pool}). "
+            f"The round's human batch: {self.wrong_in_batch} of {self.batch} wrong."
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "share_first": self.share_first, "share_random": self.share_random}
+
+
+def write_check(project_dir: Path, check: QueueCheck) -> None:
+    project_dir.mkdir(parents=True, exist_ok=True)
+    (project_dir / CHECK_FILE).write_text(json.dumps(check.as_dict()), encoding="utf-8")
+
+
+def read_check(project_dir: Path) -> QueueCheck | None:
+    """The queue check the demo left for a project, or None (every real project)."""
+    try:
+        raw = json.loads((project_dir / CHECK_FILE).read_text(encoding="utf-8"))
+        return QueueCheck(**{k: raw[k] for k in QueueCheck.__dataclass_fields__})
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

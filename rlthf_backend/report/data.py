@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rlthf_backend.core.curation import CurvePoints, find_curve_points
-from rlthf_backend.demo.queue_check import QueueCheck, read_check
+from rlthf_backend.registry.records import QueueCheck, read_check
 from rlthf_backend.registry.versions import ModelRegistry
 from rlthf_backend.registry.records import (
     ROUND_FILE,

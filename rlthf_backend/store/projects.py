@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from rlthf_backend.labelstudio.snapshot import ProjectSnapshot, ShownPrediction, TaskRow
 from rlthf_backend.store.schema import project_sync, project_tasks
+from rlthf_backend.store.snapshots import ProjectSnapshot, ShownPrediction, TaskRow
 
 #: Rows per INSERT / DELETE statement (well under SQLite's and PostgreSQL's parameter limits).
 _CHUNK = 500

@@ -58,7 +58,7 @@ project_sync = Table(
     PrimaryKeyConstraint("project_id"),
 )
 
-#: Each task of a project as last read from Label Studio (``labelstudio/snapshot.py::TaskRow``).
+#: Each task of a project as last read from Label Studio (``store/snapshots.py::TaskRow``).
 project_tasks = Table(
     "project_tasks", metadata,
     Column("project_id", BigInteger, nullable=False),

@@ -13,7 +13,8 @@ from label_studio_sdk import LabelStudio, PredictionRequest
 from rlthf_backend.labelstudio.client import Traffic
 from rlthf_backend.labelstudio.config import parse_label_config
 from rlthf_backend.labelstudio.results import result_for_label
-from rlthf_backend.labelstudio.snapshot import ProjectSnapshot
+from rlthf_backend.labelstudio.pool import pool_from_rows
+from rlthf_backend.store.snapshots import ProjectSnapshot
 from rlthf_backend.labelstudio.sync import read_queue_predictions, sync_project
 
 pytestmark = pytest.mark.integration
@@ -111,7 +112,7 @@ def test_every_kind_of_change_is_read_incrementally_and_matches_a_full_read(ls, 
         assert report.tasks_read < 20, change.__name__  # what changed (and the overlap), not the project
         assert rows_of(snapshot) == rows_of(whole), change.__name__
 
-    pool = snapshot.pool(CFG)
+    pool = pool_from_rows(CFG, snapshot.rows.values())
     assert ids[4] not in pool.task_ids and len(pool.skipped) == 1  # the task whose answer2 is a number
     assert snapshot.rows[ids[10]].shown.score == pytest.approx(0.9)
     assert snapshot.rows[ids[3]].human != snapshot.rows[ids[2]].human  # b kept, a deleted

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import event, text
 
 from rlthf_backend.core.curation.state import HUMAN_B, HUMAN_NONE
-from rlthf_backend.labelstudio.snapshot import ProjectSnapshot, ShownPrediction, TaskRow
+from rlthf_backend.store.snapshots import ProjectSnapshot, ShownPrediction, TaskRow
 from rlthf_backend.store.database import open_database
 from rlthf_backend.store.projects import ProjectStore
 

@@ -13,7 +13,7 @@ import pytest
 from label_studio_sdk import LabelStudio
 
 from rlthf_backend.demo import load_sample_pairs
-from rlthf_backend.demo.queue_check import write_check
+from rlthf_backend.registry.records import write_check
 from rlthf_backend.demo.run import demo_queue_check, task_for_pair
 from rlthf_backend.labelstudio.config import parse_label_config, shipped_config
 from rlthf_backend.app.prelabel import prelabel_project

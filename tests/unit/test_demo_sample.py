@@ -9,7 +9,8 @@ import pytest
 
 from rlthf_backend.demo import load_sample_pairs
 from rlthf_backend.demo.draw_sample import _proportional, draw
-from rlthf_backend.demo.queue_check import QueueCheck, check_queue, read_check, write_check
+from rlthf_backend.demo.queue_check import check_queue
+from rlthf_backend.registry.records import QueueCheck, read_check, write_check
 from rlthf_backend.labelstudio.config import parse_label_config, shipped_config
 from rlthf_backend.labelstudio.results import result_for_label
 

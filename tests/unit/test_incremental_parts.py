@@ -14,13 +14,9 @@ from rlthf_backend.core.reward.factory import FitBudget
 from rlthf_backend.labelstudio.config import parse_label_config
 from rlthf_backend.labelstudio.queue_order import QueuedPrediction, queue_changes
 from rlthf_backend.labelstudio.results import result_for_label
-from rlthf_backend.labelstudio.snapshot import (
-    ProjectSnapshot,
-    ShownPrediction,
-    config_key,
-    stamp_text,
-    task_row,
-)
+from rlthf_backend.labelstudio.pool import pool_from_rows
+from rlthf_backend.labelstudio.snapshot import config_key, stamp_text, task_row
+from rlthf_backend.store.snapshots import ProjectSnapshot, ShownPrediction
 from rlthf_backend.labelstudio.sync import settled_cursor, stamped_after
 
 CFG = parse_label_config((Path(__file__).resolve().parents[2] / "label_config" / "choices.xml").read_text())
@@ -101,7 +97,7 @@ def test_a_task_that_does_not_fit_the_config_is_kept_as_a_problem_and_counted():
     snap = ProjectSnapshot(project_id=1, config_key=config_key(CFG))
     snap.apply([task_row(CFG, task(2, data={"prompt": "p"}, total_annotations=1), None),
                 task_row(CFG, task(1), None)])
-    pool = snap.pool(CFG)
+    pool = pool_from_rows(CFG, snap.rows.values())
     assert pool.task_ids == [1] and "answer1" in pool.skipped[2]
     assert snap.totals() == (2, 1, 0)  # problem tasks count: Label Studio counts them too
     assert pool.human == [HUMAN_NONE]
@@ -113,7 +109,7 @@ def test_the_pool_is_in_task_id_order_whatever_order_rows_arrive_in():
                 for t in (5, 2, 9)])
     snap.apply([task_row(CFG, task(2, data={"prompt": "new", "answer1": "x", "answer2": "y"}), None)])
     assert snap.remove([9, 404]) == [9]
-    pool = snap.pool(CFG)
+    pool = pool_from_rows(CFG, snap.rows.values())
     assert pool.task_ids == [2, 5] and pool.pairs[0].prompt == "new"
 
 

@@ -21,7 +21,7 @@ from rlthf_backend.core.judges.precomputed import PrecomputedJudge
 from rlthf_backend.core.types import JudgeStatus, Judgment, Pair
 from rlthf_backend.app.judges import make_judge
 from rlthf_backend.app.settings import Settings
-from rlthf_backend.store import judgment_store_for
+from rlthf_backend.app.project import shared_judgment_store
 from rlthf_backend.store.database import engine_url
 from rlthf_backend.store.judgments import DatabaseJudgmentStore
 
@@ -346,7 +346,7 @@ def test_an_earlier_versions_judgments_are_imported_once(tmp_path, caplog):
     before = (tmp_path / "judgments.sqlite3").read_bytes()
     settings = Settings(judge="openai", openai_base_url="http://127.0.0.1:9/v1", data_dir=tmp_path, _env_file=None)
     with caplog.at_level(logging.INFO):
-        store = judgment_store_for(settings)
+        store = shared_judgment_store(settings)
     assert "imported 5 judgments (5 new)" in caplog.text
     inner = CountingJudge()
     results = CachedJudge(inner, store).judge_many(_pairs(6))

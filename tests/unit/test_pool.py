@@ -2,7 +2,8 @@ from pathlib import Path
 
 from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE, HUMAN_TIE
 from rlthf_backend.labelstudio.config import parse_label_config
-from rlthf_backend.labelstudio.pool import build_pool, human_label
+from rlthf_backend.labelstudio.pool import pool_from_tasks
+from rlthf_backend.labelstudio.snapshot import human_label
 from rlthf_backend.labelstudio.results import result_for_label
 
 CFG = parse_label_config((Path(__file__).resolve().parents[2] / "label_config" / "choices.xml").read_text())
@@ -26,14 +27,14 @@ def test_skipped_annotations_are_not_labels():
     assert human_label(CFG, [ann("a", cancelled=True)])[0] == HUMAN_NONE
 
 
-def test_build_pool_skips_bad_tasks_with_reasons():
+def test_pool_from_tasks_skips_bad_tasks_with_reasons():
     tasks = [
         {"id": 1, "data": {"prompt": "p", "answer1": "x", "answer2": "y"}, "annotations": [ann("a")],
          "predictions": [{"model_version": "v1"}]},
         {"id": 2, "data": {"prompt": "p", "answer1": "x"}},
         {"id": 3, "data": {"prompt": "q", "answer1": "x", "answer2": "y"}},
     ]
-    pool = build_pool(CFG, tasks)
+    pool = pool_from_tasks(CFG, tasks)
     assert pool.task_ids == [1, 3]
     assert list(pool.human_codes) == [HUMAN_A, HUMAN_NONE] and pool.n_human == 1
     assert "answer2" in pool.skipped[2]

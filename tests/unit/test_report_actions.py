@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from rlthf_backend.demo.queue_check import QueueCheck, write_check
+from rlthf_backend.registry.records import QueueCheck, write_check
 from rlthf_backend.registry.versions import ModelRegistry
 from rlthf_backend.report import load_report_data, render_report
 from rlthf_backend.report.charts import metric_bars_svg, paired_bars_svg, tick_label

@@ -12,7 +12,8 @@ from rq import get_current_job
 from rlthf_backend.jobs import status
 from rlthf_backend.jobs.queue import claim_pending, clear_force_round, project_lock, wait_for_quiet
 from rlthf_backend.app.settings import get_settings
-from rlthf_backend.app.training.pipeline import ProjectNotFound, run_training
+from rlthf_backend.app.errors import ProjectNotFound
+from rlthf_backend.app.training.pipeline import run_training
 
 log = logging.getLogger(__name__)
 
