@@ -22,6 +22,7 @@ from rlthf_backend.core.judges.cache import CachedJudge  # noqa: E402
 from rlthf_backend.core.judges.openai_judge import OpenAIJudge  # noqa: E402
 from rlthf_backend.core.judges.base import Judge  # noqa: E402
 from rlthf_backend.core.types import JudgeStatus, Judgment, Pair  # noqa: E402
+from rlthf_backend.app.judges import openai_judge_config  # noqa: E402
 from rlthf_backend.app.settings import Settings  # noqa: E402
 from rlthf_backend.store.judgments import DatabaseJudgmentStore  # noqa: E402
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer  # noqa: E402
@@ -34,7 +35,7 @@ def _pairs(n: int, tag: str) -> list[Pair]:
 def throughput(base_url: str, concurrency: int, n_pairs: int) -> float:
     """Pairs per second judged (both orders) at ``concurrency`` requests in flight."""
     settings = Settings(judge="openai", openai_base_url=base_url, judge_concurrency=concurrency)
-    judge = OpenAIJudge(settings)
+    judge = OpenAIJudge(openai_judge_config(settings))
     judge.judge_many(_pairs(concurrency, "warm-up"))  # connections and threads exist before timing
     pairs = _pairs(n_pairs, f"c{concurrency}")
     start = time.perf_counter()
@@ -52,7 +53,9 @@ def cached_cost(base_url: str, database_url: str | None, batch: int = 100, repea
     (SQLite in a temporary folder, or ``database_url``)."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(judge="openai", openai_base_url=base_url, data_dir=Path(tmp), database_url=database_url)
-        judge = CachedJudge(OpenAIJudge(settings), DatabaseJudgmentStore(settings.database_url_resolved()))
+        judge = CachedJudge(
+            OpenAIJudge(openai_judge_config(settings)), DatabaseJudgmentStore(settings.database_url_resolved())
+        )
         pairs = _pairs(batch, "cached")
         judge.judge_many(pairs)
         times = []

@@ -14,7 +14,7 @@ import pytest
 
 from rlthf_backend.core.judges.openai_judge import OpenAIJudge
 from rlthf_backend.core.types import JudgeStatus, Pair
-from rlthf_backend.app.judges import make_judge
+from rlthf_backend.app.judges import make_judge, openai_judge_config
 from rlthf_backend.app.settings import Settings
 from tests.fakes.openai_server import FakeOpenAIServer, longer_wins
 
@@ -38,7 +38,7 @@ def _judge(server, tmp_path=None, **overrides) -> OpenAIJudge:
     }
     if tmp_path is not None:
         values["data_dir"] = tmp_path
-    return OpenAIJudge(Settings(**values), retry_base_delay=0.01, retry_max_delay=0.05)
+    return OpenAIJudge(openai_judge_config(Settings(**values)), retry_base_delay=0.01, retry_max_delay=0.05)
 
 
 def test_both_orders_with_logprob_probabilities(server):
@@ -154,7 +154,9 @@ def test_unreachable_server_is_an_error_not_an_exception():
     with FakeOpenAIServer() as s:
         url = s.base_url  # a port that is closed once the server stops
     judge = OpenAIJudge(
-        Settings(judge="openai", openai_base_url=url, judge_both_orders=False, judge_max_retries=1),
+        openai_judge_config(
+            Settings(judge="openai", openai_base_url=url, judge_both_orders=False, judge_max_retries=1)
+        ),
         retry_base_delay=0.01,
     )
     [j] = judge.judge_many([Pair("q", LONG, SHORT)])

@@ -14,9 +14,8 @@ import threading
 
 import pytest
 
-from rlthf_backend.core.judges.transformers_judge import SMOLLM2_FILE, TransformersJudge
+from rlthf_backend.core.judges.transformers_judge import SMOLLM2_FILE, TransformersJudge, TransformersJudgeConfig
 from rlthf_backend.core.types import Pair
-from rlthf_backend.app.settings import Settings
 
 pytestmark = [
     pytest.mark.integration,
@@ -48,7 +47,7 @@ EASY = [
 @pytest.fixture(scope="module")
 def judge():
     j = TransformersJudge(
-        Settings(transformers_model="smollm2", transformers_device="cpu", transformers_batch_size=4)
+        TransformersJudgeConfig(model="smollm2", device="cpu", batch_size=4)
     )
     j.load()
     return j

@@ -8,15 +8,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from rlthf_backend.core.judges.openai_judge import OpenAIJudge, answer_probability
+from rlthf_backend.core.judges.openai_judge import OpenAIJudge, OpenAIJudgeConfig, answer_probability
+from rlthf_backend.core.judges.orders import PromptConfig
 from rlthf_backend.core.judges.prompt import (
+    DEFAULT_CRITERIA,
     DEFAULT_TEMPLATE,
     load_template,
     parse_verdict,
     render,
     truncate,
 )
-from rlthf_backend.app.settings import DEFAULT_CRITERIA, Settings
+from rlthf_backend.core.judges.transformers_judge import TransformersJudgeConfig
+from rlthf_backend.app import settings as settings_module
+from rlthf_backend.app.judges import openai_judge_config, prompt_config, transformers_judge_config
+from rlthf_backend.app.settings import Settings
 
 
 def _render(template: str = DEFAULT_TEMPLATE, max_chars: int = 1000, **texts: str):
@@ -189,28 +194,57 @@ def test_answer_probability_without_usable_logprobs_is_none():
 # --- config: everything that changes verdicts changes the fingerprint --------------------------
 
 
-def _fingerprint(tmp_path, **overrides):
-    settings = Settings(
-        judge="openai", openai_base_url="http://127.0.0.1:9/v1", data_dir=tmp_path, **overrides
-    )
-    return OpenAIJudge(settings).fingerprint()
+def _fingerprint(**overrides):
+    return OpenAIJudge(OpenAIJudgeConfig(base_url="http://127.0.0.1:9/v1", **overrides)).fingerprint()
 
 
 def test_fingerprint_follows_everything_that_changes_verdicts(tmp_path):
     template = tmp_path / "t.txt"
     template.write_text("{criteria}\n{prompt}\n{response_1}\n{response_2}", encoding="utf-8")
-    base = _fingerprint(tmp_path)
-    assert base == _fingerprint(tmp_path)  # stable
-    assert base == _fingerprint(tmp_path, judge_concurrency=3, judge_timeout=5)  # speed knobs don't count
+    base = _fingerprint()
+    assert base == _fingerprint()  # stable
+    assert base == _fingerprint(concurrency=3, timeout=5)  # speed knobs don't count
     variants = [
-        {"openai_model": "other-model"},
-        {"judge_criteria": "brevity"},
-        {"judge_both_orders": False},
-        {"judge_max_chars": 100},
-        {"judge_prompt_file": template},
-        {"openai_logprobs": False},
+        {"model": "other-model"},
+        {"criteria": "brevity"},
+        {"both_orders": False},
+        {"max_chars": 100},
+        {"prompt_file": template},
+        {"logprobs": False},
     ]
-    prints = {_fingerprint(tmp_path, **v) for v in variants}
+    prints = {_fingerprint(**v) for v in variants}
     assert base not in prints and len(prints) == len(variants)
     assert DEFAULT_CRITERIA  # the default criteria are in the default config
-    assert OpenAIJudge(Settings(openai_base_url="http://x/v1")).config()["criteria"] == DEFAULT_CRITERIA
+    assert OpenAIJudge(OpenAIJudgeConfig(base_url="http://x/v1")).config()["criteria"] == DEFAULT_CRITERIA
+
+
+# --- settings -> judge configs (app/judges.py, the one place that maps them) -------------------
+
+
+def test_judge_configs_default_to_the_settings_defaults():
+    settings = Settings()
+    assert settings_module.DEFAULT_CRITERIA == DEFAULT_CRITERIA
+    assert prompt_config(settings) == PromptConfig()
+    assert openai_judge_config(settings) == OpenAIJudgeConfig()
+    assert transformers_judge_config(settings) == TransformersJudgeConfig()
+
+
+def test_judge_configs_follow_the_settings(tmp_path):
+    template = tmp_path / "t.txt"
+    settings = Settings(
+        judge_criteria="brevity", judge_prompt_file=template, judge_both_orders=False, judge_max_chars=99,
+        judge_concurrency=3, judge_timeout=5.0, judge_max_retries=1, openai_base_url="http://x/v1",
+        openai_api_key="sk-test", openai_model="m", openai_logprobs=False, openai_max_tokens=7,
+        transformers_model="t", transformers_gguf_file="f.gguf", transformers_device="cpu",
+        transformers_batch_size=2, transformers_max_tokens=64,
+    )
+    prompt = PromptConfig(criteria="brevity", prompt_file=template, both_orders=False, max_chars=99)
+    assert prompt_config(settings) == prompt
+    assert openai_judge_config(settings) == OpenAIJudgeConfig(
+        **vars(prompt), model="m", base_url="http://x/v1", api_key="sk-test", logprobs=False, max_tokens=7,
+        concurrency=3, timeout=5.0, max_retries=1,
+    )
+    assert "sk-test" not in repr(openai_judge_config(settings))
+    assert transformers_judge_config(settings) == TransformersJudgeConfig(
+        **vars(prompt), model="t", gguf_file="f.gguf", device="cpu", batch_size=2, max_tokens=64,
+    )

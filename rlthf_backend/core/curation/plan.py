@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rlthf_backend.core.curation.state import HUMAN_TIE, CurationState
 from rlthf_backend.core.types import json_safe
 
 STATUSES = ("labelled", "human", "keep", "flip", "drop", "hold")
@@ -113,10 +114,8 @@ class RoundPlan:
         return d
 
 
-def empty_plan(strategy: str, state, train_weight: np.ndarray | None = None) -> RoundPlan:
+def empty_plan(strategy: str, state: CurationState, train_weight: np.ndarray | None = None) -> RoundPlan:
     """A plan that keeps every current label (human labels where present); building block."""
-    from rlthf_backend.core.curation.state import HUMAN_TIE
-
     n = len(state)
     status = np.where(state.labelled, "labelled", "keep").astype(object)
     human_tie = state.human == HUMAN_TIE

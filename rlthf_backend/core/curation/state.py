@@ -10,19 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from rlthf_backend.core.types import Judgment, Pair
 
-if TYPE_CHECKING:  # pragma: no cover
-    from rlthf_backend.core.curation.plan import RoundPlan
-
 HUMAN_NONE = -1  #: no human label yet
 HUMAN_B = 0  #: a person preferred response b
 HUMAN_A = 1  #: a person preferred response a
 HUMAN_TIE = 2  #: a person saw no clear winner (such pairs leave the export and RM training)
+
+
+class PlanOutcome(Protocol):
+    """What :meth:`CurationState.after_plan` reads of a :class:`~.plan.RoundPlan`: typed by its
+    shape, because plan.py builds on this module and must not be imported by it."""
+
+    status: np.ndarray
+    flipped: np.ndarray
+    rm_excluded: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -217,7 +223,7 @@ class CurationState:
             aud[idx] = np.asarray(audited, dtype=bool)
         return replace(self, human=human, audited=aud)
 
-    def after_plan(self, plan: "RoundPlan") -> "CurationState":
+    def after_plan(self, plan: PlanOutcome) -> "CurationState":
         """The state the next round starts from: the plan's flips and RM exclusions carried
         over, the round counter advanced. Human answers are added with :meth:`with_human_labels`."""
         if len(plan.status) != len(self):

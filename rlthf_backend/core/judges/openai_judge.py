@@ -17,18 +17,38 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 from openai import OpenAI
 
-from rlthf_backend.core.judges.orders import OrderAnswer, PromptedJudge
+from rlthf_backend.core.judges.orders import OrderAnswer, PromptConfig, PromptedJudge
 from rlthf_backend.core.judges.prompt import excerpt, parse_verdict
 from rlthf_backend.core.types import JudgeStatus
-from rlthf_backend.app.settings import Settings
 
 #: How many alternatives to ask for at each answer position (the API allows up to 20).
 TOP_LOGPROBS = 5
+
+
+@dataclass(frozen=True)
+class OpenAIJudgeConfig(PromptConfig):
+    """Every knob of :class:`OpenAIJudge`, the prompt's included (each documented once, in its ``help``)."""
+
+    model: str = field(default="gpt-4o-mini", metadata={"help": "Model name sent to the openai judge."})
+    base_url: str | None = field(default=None, metadata={"help": (
+        "OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp, TGI, Azure...); None = api.openai.com.")})
+    # repr=False: a logged or printed config must not show the key.
+    api_key: str | None = field(default=None, repr=False, metadata={"help": (
+        "API key for the openai judge; None for a self-hosted server that needs none.")})
+    logprobs: bool = field(default=True, metadata={"help": (
+        "Ask for logprobs and use them for the judge probability when the server returns them.")})
+    max_tokens: int = field(default=1024, metadata={"help": (
+        "Longest answer the openai judge may write (tokens): the verdict comes last.")})
+    concurrency: int = field(default=8, metadata={"help": "Judge requests in flight at once."})
+    timeout: float = field(default=60.0, metadata={"help": "Seconds before one judge request is abandoned."})
+    max_retries: int = field(default=4, metadata={"help": (
+        "Retries on 429 / 5xx / timeouts, with exponential backoff.")})
 
 
 def _is_retryable(exc: Exception) -> bool:
@@ -106,39 +126,37 @@ class OpenAIJudge(PromptedJudge):
 
     def __init__(
         self,
-        settings: Settings,
+        config: OpenAIJudgeConfig,
         *,
         retry_base_delay: float = 1.0,
         retry_max_delay: float = 30.0,
         client: OpenAI | None = None,
     ):
         super().__init__(
-            model=settings.openai_model,
-            **self.prompt_options(settings),
+            model=config.model,
+            **self.prompt_options(config),
         )
-        self.base_url = settings.openai_base_url
-        self.timeout = settings.judge_timeout
-        self.max_retries = settings.judge_max_retries
-        self.concurrency = settings.judge_concurrency
-        self.logprobs = settings.openai_logprobs
-        self.max_tokens = settings.openai_max_tokens
+        self.base_url = config.base_url
+        self.timeout = config.timeout
+        self.max_retries = config.max_retries
+        self.concurrency = config.concurrency
+        self.logprobs = config.logprobs
+        self.max_tokens = config.max_tokens
         self.retry_base_delay = retry_base_delay
         self.retry_max_delay = retry_max_delay
-        self._client = client or self._make_client(settings)
+        self._client = client or self._make_client(config)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         # Set when the server rejects the logprobs parameters, so later requests stop sending them.
         self._logprobs_rejected = False
 
-    def _make_client(self, settings: Settings) -> OpenAI:
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        if key is None and settings.openai_base_url:
+    def _make_client(self, config: OpenAIJudgeConfig) -> OpenAI:
+        key = config.api_key
+        if key is None and config.base_url:
             key = "unused"  # self-hosted servers usually need no key, but the client insists on one
         try:
             # Retries are ours (they must turn into a per-pair failure, with a reason).
-            return OpenAI(
-                base_url=settings.openai_base_url, api_key=key, timeout=settings.judge_timeout, max_retries=0
-            )
+            return OpenAI(base_url=config.base_url, api_key=key, timeout=config.timeout, max_retries=0)
         except openai.OpenAIError as exc:
             raise ValueError(
                 f"cannot create the OpenAI client ({exc}); set RLTHF_OPENAI_API_KEY, or "

@@ -13,14 +13,40 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from rlthf_backend.core.judges.base import Judge
-from rlthf_backend.core.judges.prompt import RenderedPrompt, clip_raw, load_template, render, template_hash
+from rlthf_backend.core.judges.prompt import (
+    DEFAULT_CRITERIA,
+    RenderedPrompt,
+    clip_raw,
+    load_template,
+    render,
+    template_hash,
+)
 from rlthf_backend.core.types import JudgeStatus, Judgment, Label, Pair
-from rlthf_backend.app.settings import Settings
 
 Letter = Literal["A", "B"]
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """What every prompted judge asks, and how (each field documented once, in its ``help``).
+
+    The judges' own configs extend it (:class:`~rlthf_backend.core.judges.openai_judge.OpenAIJudgeConfig`,
+    :class:`~rlthf_backend.core.judges.transformers_judge.TransformersJudgeConfig`).
+    """
+
+    criteria: str = field(default=DEFAULT_CRITERIA, metadata={"help": (
+        "What 'better' means, put into the prompt.")})
+    prompt_file: str | Path | None = field(default=None, metadata={"help": (
+        "A prompt template file replacing the built-in one "
+        "(placeholders: {criteria}, {prompt}, {response_1}, {response_2}).")})
+    both_orders: bool = field(default=True, metadata={"help": (
+        "Ask the judge in both orders (A,B and B,A) and record disagreement.")})
+    max_chars: int = field(default=12_000, metadata={"help": (
+        "Longest prompt or response text sent to a judge; longer ones are truncated (and flagged).")})
 
 
 @dataclass(frozen=True)
@@ -128,13 +154,14 @@ class PromptedJudge(Judge):
     """
 
     @staticmethod
-    def prompt_options(settings: Settings) -> dict[str, Any]:
-        """The settings every prompted judge takes: its template, criteria, orders and text limit."""
+    def prompt_options(config: PromptConfig) -> dict[str, Any]:
+        """The keyword arguments of :meth:`__init__` from a config (the template file is read
+        here, so a bad template fails when the judge is made, not at its first pair)."""
         return {
-            "template": load_template(settings.judge_prompt_file),
-            "criteria": settings.judge_criteria,
-            "both_orders": settings.judge_both_orders,
-            "max_chars": settings.judge_max_chars,
+            "template": load_template(Path(config.prompt_file) if config.prompt_file is not None else None),
+            "criteria": config.criteria,
+            "both_orders": config.both_orders,
+            "max_chars": config.max_chars,
         }
 
     def __init__(self, *, model: str, template: str, criteria: str, both_orders: bool, max_chars: int):

@@ -19,6 +19,9 @@ from typing import Literal
 PLACEHOLDERS = ("criteria", "prompt", "response_1", "response_2")
 REQUIRED_PLACEHOLDERS = ("prompt", "response_1", "response_2")
 
+#: Default judging criteria, after the HHH framing used by RLTHF and most preference datasets.
+DEFAULT_CRITERIA = "helpfulness, honesty and harmlessness"
+
 #: What the answer line starts with; the transformers judge puts it in the model's mouth.
 ANSWER_PREFIX = "Preference:"
 
