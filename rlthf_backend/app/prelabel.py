@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.app.judges import make_judge
-from rlthf_backend.labelstudio.client import iter_tasks, make_client
-from rlthf_backend.labelstudio.config import parse_label_config
+from rlthf_backend.app.project import open_project
+from rlthf_backend.labelstudio.client import iter_tasks
 from rlthf_backend.labelstudio.predict import predict_tasks
 from rlthf_backend.app.settings import Settings
 
@@ -65,9 +65,8 @@ def prelabel_project(
     Tasks are judged and written in batches, so an interruption keeps what was written and a
     rerun picks up the rest.
     """
-    ls = make_client(settings)
-    project = ls.projects.get(id=project_id)
-    config = parse_label_config(project.label_config)
+    project = open_project(settings, project_id)
+    ls, config = project.ls, project.config
     judge = judge or make_judge(settings)
     model_version = judge.model_version(settings.model_title)
     summary = PrelabelSummary(project_id, model_version)

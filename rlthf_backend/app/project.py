@@ -96,7 +96,7 @@ def open_project(settings: Settings, project_id: int, *, timeout: float = 60.0, 
     except httpx.TransportError as exc:
         raise ProjectError(f"Label Studio unreachable at {settings.label_studio_url}: {exc}") from exc
     except ApiError as exc:
-        if exc.status_code == 404:
+        if exc.status_code == 404 and isinstance(exc.body, dict):  # Label Studio's own answer, not a stray page
             raise ProjectNotFound(f"Label Studio has no project {project_id}") from exc
         raise ProjectError(f"Label Studio refused project {project_id}: {describe_api_error(exc)}") from exc
     except LabelConfigError as exc:

@@ -32,8 +32,8 @@ import httpx
 from rlthf_backend.labelstudio.client import basic_auth_header
 from rlthf_backend.labelstudio.config import LabelConfigError, parse_label_config
 from rlthf_backend.labelstudio.queue_order import UNCERTAINTY_SAMPLING
-from rlthf_backend.registry.versions import ModelRegistry
 from rlthf_backend.registry.records import newest_round_version
+from rlthf_backend.app.project import model_registry
 from rlthf_backend.app.settings import Settings
 
 Verdict = Literal["ok", "FAIL", "skip"]
@@ -336,7 +336,7 @@ def check_queue_settings(ctx: _Context) -> Check:
     if ctx.project is None or not ctx.config_ok:
         return Check(name, "skip", "needs a project with a supported config")
     s = ctx.settings
-    registry = ModelRegistry(s.resolved_model_dir, s.model_title)
+    registry = model_registry(s)
     version = newest_round_version(registry, ctx.project_id) if registry.root.exists() else None
     shown, sampling = ctx.project.get("model_version") or "", ctx.project.get("sampling") or ""
     if version is None:

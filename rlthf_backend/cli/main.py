@@ -218,7 +218,9 @@ def simulate(data_path: Path, judges: str | None, budgets: str, seeds: int, out_
 def export(project_id: int, fmt: str, out: Path, include_dropped: bool, min_confidence: float | None,
            conversational: bool, push_repo: str | None) -> None:
     """Export the curated dataset of a project, one row per pair with its provenance."""
-    from rlthf_backend.export import ExportError, curated_dataset, write_dataset
+    from rlthf_backend.app.errors import ProjectError
+    from rlthf_backend.app.export import curated_dataset
+    from rlthf_backend.export import ExportError, write_dataset
     from rlthf_backend.export.writers import check_options
 
     settings = get_settings()
@@ -227,7 +229,7 @@ def export(project_id: int, fmt: str, out: Path, include_dropped: bool, min_conf
         check_options(fmt, conversational, push_repo, token)  # before reading anything
         data = curated_dataset(settings, project_id, include_dropped=include_dropped, min_confidence=min_confidence)
         written = write_dataset(data, fmt, out, conversational=conversational, push_repo=push_repo, hub_token=token)
-    except ExportError as exc:
+    except (ExportError, ProjectError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(data.describe())
     click.echo(f"wrote {written} rows to {out} ({fmt}{', conversational' if conversational else ''})")
@@ -255,7 +257,7 @@ def doctor(project_id: int | None, backend_url: str | None) -> None:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def report(project_id: int, out: Path) -> None:
     """Write the project's curation report: one self-contained HTML page."""
-    from rlthf_backend.report import build_report
+    from rlthf_backend.app.report import build_report
 
     html = build_report(get_settings(), project_id)
     out.parent.mkdir(parents=True, exist_ok=True)

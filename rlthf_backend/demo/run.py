@@ -30,10 +30,10 @@ from rlthf_backend.demo.label_studio import LabelStudioServer, start_label_studi
 from rlthf_backend.demo.processes import ManagedProcess, http_ok, rlthf_backend_exe, wait_until
 from rlthf_backend.demo.queue_check import check_queue
 from rlthf_backend.registry.records import QueueCheck, write_check
-from rlthf_backend.labelstudio.client import iter_tasks
+from rlthf_backend.labelstudio.client import iter_tasks, make_client
 from rlthf_backend.labelstudio.config import parse_label_config, shipped_config
 from rlthf_backend.app.prelabel import prelabel_project
-from rlthf_backend.registry.versions import ModelRegistry
+from rlthf_backend.app.project import model_registry
 from rlthf_backend.app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def run_demo(settings: Settings, *, ls_port: int = 8080, backend_port: int = 909
         jobs = "embedded jobs" if not settings.redis_url else f"jobs on {settings.redis_url}"
         print(f"backend on {backend_url} ({jobs})", flush=True)
 
-        ls = LabelStudio(base_url=label_studio.url, api_key=creds["token"], timeout=300)
+        ls = make_client(label_studio.url, creds["token"], timeout=300)
         project_id, created = _project(ls)
         if not any(m.url.rstrip("/") == backend_url for m in ls.ml.list(project=project_id)):
             ls.ml.create(project=project_id, url=backend_url, title="RLTHF")
@@ -168,7 +168,7 @@ def run_demo(settings: Settings, *, ls_port: int = 8080, backend_port: int = 909
                 print(f"the first round is still running; see {backend_url}/jobs?project={project_id}", flush=True)
         check = demo_queue_check(ls, project_id, summary.model_version, judge)
         if check is not None:
-            write_check(ModelRegistry(settings.resolved_model_dir, settings.model_title).project_dir(project_id), check)
+            write_check(model_registry(settings).project_dir(project_id), check)
             print(check.describe() + "\n(The demo knows the answers from the shipped human labels; a real project "
                   "learns this from the audit slice and people's answers: see the report.)", flush=True)
         print(

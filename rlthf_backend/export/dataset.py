@@ -1,22 +1,11 @@
-"""``curated_dataset``: a project's curated preference pairs, read through the Label Studio SDK.
-
-Tasks, annotations and predictions come from ``ls.tasks.list(fields="all")`` (the same read the
-training job makes), not from Label Studio's export endpoints: ``exports.as_json`` cannot filter
-and ``download_sync(ids=...)`` ignores its ids (see the notes on 1.23), while the task list
-gives every annotation of every task, paged. Human labels are Label Studio's annotations at the
-moment of the export, so a label made after the last round still wins over the engine.
-"""
+"""The curated dataset of a project, assembled from what was read (``app/export.py`` reads it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-from label_studio_sdk.core.api_error import ApiError
-
 from rlthf_backend.core.types import Judgment
-from rlthf_backend.export.deciding import load_deciding_round, stored_judgments
 from rlthf_backend.export.rows import (
     DecidingRound,
     ExportRow,
@@ -25,12 +14,7 @@ from rlthf_backend.export.rows import (
     select_rows,
     source_counts,
 )
-from rlthf_backend.app.judges import make_judge
-from rlthf_backend.labelstudio.client import LabelStudioNotConfigured, describe_api_error, iter_tasks, make_client
-from rlthf_backend.labelstudio.config import LabelConfigError, parse_label_config
-from rlthf_backend.labelstudio.pool import ProjectPool, build_pool
-from rlthf_backend.registry.versions import ModelRegistry
-from rlthf_backend.app.settings import Settings
+from rlthf_backend.labelstudio.pool import ProjectPool
 
 
 class ExportError(RuntimeError):
@@ -104,41 +88,3 @@ def assemble(
         min_confidence=min_confidence,
         skipped_tasks=dict(pool.skipped),
     )
-
-
-def curated_dataset(
-    settings: Settings,
-    project_id: int,
-    include_dropped: bool = False,
-    min_confidence: float | None = None,
-) -> CuratedDataset:
-    """Read the project from Label Studio, its judgments (from the judge's cache when judged
-    before) and its deciding round from the registry, and build the curated dataset."""
-    try:
-        ls = make_client(settings)
-        project = ls.projects.get(id=project_id)
-        config = parse_label_config(project.label_config)
-        pool = build_pool(config, iter_tasks(ls, project_id))
-    except LabelStudioNotConfigured as exc:
-        raise ExportError(str(exc)) from exc
-    except httpx.TransportError as exc:
-        raise ExportError(f"Label Studio unreachable at {settings.label_studio_url}: {exc}") from exc
-    except ApiError as exc:
-        raise ExportError(f"Label Studio refused project {project_id}: {describe_api_error(exc)}") from exc
-    except LabelConfigError as exc:
-        raise ExportError(f"project {project_id} has no pairwise label config this backend reads: {exc}") from exc
-    registry = ModelRegistry(settings.resolved_model_dir, settings.model_title)
-    deciding = load_deciding_round(registry, project_id)
-    return assemble(project_id, pool, judgments_for(settings, registry, project_id, pool), deciding, include_dropped,
-                    min_confidence)
-
-
-def judgments_for(settings: Settings, registry: ModelRegistry, project_id: int,
-                  pool: ProjectPool) -> list[Judgment | None]:
-    """The judge's verdict per pool task: as the newest training stored it; only tasks added
-    since (which no training has seen) are judged now."""
-    stored = stored_judgments(registry, project_id)
-    missing = [i for i, t in enumerate(pool.task_ids) if t not in stored]
-    fresh = make_judge(settings).judge_many([pool.pairs[i] for i in missing]) if missing else []
-    by_index = dict(zip(missing, fresh))
-    return [stored.get(t) if i not in by_index else by_index[i] for i, t in enumerate(pool.task_ids)]

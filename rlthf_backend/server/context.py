@@ -12,7 +12,7 @@ from typing import Any
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.jobs.dispatch import TrainingDispatcher
 from rlthf_backend.app.judges import make_judge
-from rlthf_backend.registry.versions import ModelRegistry
+from rlthf_backend.app.project import label_studio, model_registry
 from rlthf_backend.app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class BackendContext:
         self._webhook_fix_threads: list[threading.Thread] = []
         self.started_at = time.time()
         self.jobs = TrainingDispatcher(settings)
-        self.registry = ModelRegistry(settings.resolved_model_dir, settings.model_title)
+        self.registry = model_registry(settings)
 
     @property
     def judge(self) -> Judge:
@@ -98,12 +98,12 @@ class BackendContext:
             self._fix_webhook_auth(self._webhook_fix_queue.get())
 
     def _fix_webhook_auth(self, project_id: int, attempts: int = 10, delay_s: float = 1.5) -> None:
-        from rlthf_backend.labelstudio.client import basic_auth_header, ensure_webhook_auth, make_client
+        from rlthf_backend.labelstudio.client import basic_auth_header, ensure_webhook_auth
 
         s = self.settings
         header = basic_auth_header(s.basic_auth_user or "", s.basic_auth_pass.get_secret_value())  # type: ignore[union-attr]
         try:
-            ls = make_client(s, timeout=10)
+            ls = label_studio(s, timeout=10)
             for _ in range(attempts):
                 if ensure_webhook_auth(ls, project_id, header):
                     return

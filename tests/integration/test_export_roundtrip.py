@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rlthf_backend.export import curated_dataset
+from rlthf_backend.app.export import curated_dataset
 from rlthf_backend.registry.versions import ModelRegistry
 from rlthf_backend.registry.records import RoundRecord, newest_round_version, read_round_log
 from rlthf_backend.app.settings import Settings

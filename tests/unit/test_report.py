@@ -10,7 +10,8 @@ import pytest
 
 from rlthf_backend.core.curation import find_curve_points
 from rlthf_backend.registry.versions import ModelRegistry
-from rlthf_backend.report import build_report, load_report_data, render_report
+from rlthf_backend.app.report import build_report
+from rlthf_backend.report import load_report_data, render_report
 from rlthf_backend.report.charts import region_bounds
 from rlthf_backend.server.app import create_app
 from rlthf_backend.app.settings import Settings
