@@ -71,7 +71,10 @@ def _text(value: bytes | str) -> str:
 
 
 def _is_wrongtype(exc: ResponseError) -> bool:
-    return str(exc).startswith("WRONGTYPE")
+    """Redis's answer for a key of another type (redis-py >= 8 names the code; older ones only the
+    message, which a pipeline prefixes with the command)."""
+    code = getattr(exc, "status_code", None)
+    return code == "WRONGTYPE" or (code is None and str(exc).split(" caused error: ")[-1].startswith("WRONGTYPE"))
 
 
 def _number(value: Any) -> bool:
