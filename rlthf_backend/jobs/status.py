@@ -78,14 +78,19 @@ def _is_wrongtype(exc: ResponseError) -> bool:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def _parse(raw: bytes | str) -> StatusRecord | None:
     """A stored field as a record; None for anything the backend did not write in this shape."""
     try:
         obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep
         return None
     if not isinstance(obj, dict) or not _number(obj.get("at")):
         return None

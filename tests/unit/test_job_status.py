@@ -37,7 +37,7 @@ def _good(**info) -> str:
 @pytest.mark.parametrize("garbage", [
     b"not json", b"\xff\xfe", b"[1, 2]", b'"a string"', b"null", b'{"job_id": "j"}', b'{"at": "soon"}',
     b'{"at": true}', b'{"at": NaN}', b'{"at": 1, "reason": 7}', b'{"at": 1, "retries_left": "0"}',
-    b'{"at": 1, "project_missing": "yes"}',
+    b'{"at": 1, "project_missing": "yes"}', b'{"at": 1' + b"0" * 400 + b"}", b"[" * 100_000 + b"]" * 100_000,
 ])
 def test_a_field_that_is_no_status_record_reads_as_absent(redis, caplog, garbage):
     redis.hset(keys.status_key(3), mapping={"last_failed": garbage, "queued": _good(reason="ANNOTATION_CREATED"),
