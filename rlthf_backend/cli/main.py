@@ -71,9 +71,10 @@ def prelabel(project_id: int, rejudge_all: bool) -> None:
 @click.option("--burst", is_flag=True, help="exit when the queue is empty")
 def worker(workers: int, burst: bool) -> None:
     """Run RQ worker(s) for the training queue (REDIS_URL)."""
+    from rlthf_backend.app.jobs import jobs_config
     from rlthf_backend.jobs.worker import run_worker
 
-    run_worker(get_settings(), workers=workers, burst=burst)
+    run_worker(jobs_config(get_settings()), workers=workers, burst=burst)
 
 
 @main.command()
@@ -91,10 +92,12 @@ def train(project_id: int, force_round: bool, full_sync: bool) -> None:
     settings = get_settings()
     guard = contextlib.nullcontext()
     if settings.redis_url:  # do not overlap a worker's training of the same project
-        from rlthf_backend.jobs.connection import redis_from_settings
+        from rlthf_backend.app.jobs import jobs_config
+        from rlthf_backend.jobs.connection import redis_from_config
         from rlthf_backend.jobs.queue import project_lock
 
-        guard = project_lock(redis_from_settings(settings), settings, project_id)
+        config = jobs_config(settings)
+        guard = project_lock(redis_from_config(config), config, project_id)
     with guard:
         outcome = run_training(settings, project_id, force_round=force_round, full_sync=full_sync)
     click.echo(json.dumps(outcome.as_dict(), indent=1, default=str))

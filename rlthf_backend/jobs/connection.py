@@ -8,20 +8,20 @@ import time
 from redis import Redis
 from redis.exceptions import RedisError
 
-from rlthf_backend.app.settings import Settings
+from rlthf_backend.jobs.config import JobsConfig
 
 
 class RedisUnavailable(RuntimeError):
     pass
 
 
-def redis_from_settings(settings: Settings, *, fast: bool = False) -> Redis:
+def redis_from_config(config: JobsConfig, *, fast: bool = False) -> Redis:
     """A client for ``REDIS_URL``. ``fast`` = short timeouts, for code that answers HTTP requests."""
-    if not settings.redis_url:
+    if not config.redis_url:
         raise RedisUnavailable("REDIS_URL is not set")
     timeouts = {"socket_connect_timeout": 0.2, "socket_timeout": 0.5} if fast else {
         "socket_connect_timeout": 5, "socket_timeout": 30, "health_check_interval": 30}
-    return Redis.from_url(settings.redis_url, **timeouts)
+    return Redis.from_url(config.redis_url, **timeouts)
 
 
 class CircuitBreaker:
@@ -54,4 +54,4 @@ class CircuitBreaker:
             self.last_error = None
 
 
-__all__ = ["CircuitBreaker", "RedisError", "RedisUnavailable", "redis_from_settings"]
+__all__ = ["CircuitBreaker", "RedisError", "RedisUnavailable", "redis_from_config"]

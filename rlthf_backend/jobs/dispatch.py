@@ -15,10 +15,10 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from rlthf_backend.jobs import status
-from rlthf_backend.jobs.connection import CircuitBreaker, RedisUnavailable, redis_from_settings
+from rlthf_backend.jobs.config import JobsConfig
+from rlthf_backend.jobs.connection import CircuitBreaker, RedisUnavailable, redis_from_config
 from rlthf_backend.jobs.embedded import embedded_redis
 from rlthf_backend.jobs.queue import Enqueued, ProjectMissing, QueueFull, enqueue_training
-from rlthf_backend.app.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,39 +40,39 @@ __all__ = ["TRAINING_EVENTS", "ProjectMissing", "QueueFull", "TrainingDispatcher
 
 
 class TrainingDispatcher:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, config: JobsConfig) -> None:
+        self.config = config
         self.breaker = CircuitBreaker()
         self._redis: Redis | None = None
 
     @property
     def embedded(self) -> bool:
-        return not self.settings.redis_url
+        return not self.config.redis_url
 
     def _call(self, fn: Callable[[Redis], T]) -> T:
         if self.embedded:
-            return fn(embedded_redis(self.settings))
+            return fn(embedded_redis(self.config))
         if self.breaker.open:
             raise RedisUnavailable(f"Redis unreachable ({self.breaker.last_error}); retrying shortly")
         try:
             if self._redis is None:
-                self._redis = redis_from_settings(self.settings, fast=True)
+                self._redis = redis_from_config(self.config, fast=True)
             result = fn(self._redis)
         except RedisError as exc:
             self.breaker.failed(exc)
-            log.error("Redis unreachable at %s: %s", self.settings.redis_url, exc)
+            log.error("Redis unreachable at %s: %s", self.config.redis_url, exc)
             raise RedisUnavailable(f"Redis unreachable: {exc}") from exc
         self.breaker.succeeded()
         return result
 
     def submit(self, project_id: int, reason: str, *, force_round: bool = False) -> Enqueued:
         """Queue (or join) a training; ProjectMissing or QueueFull when it is not queued."""
-        return self._call(lambda r: enqueue_training(r, self.settings, project_id, reason, force_round=force_round))
+        return self._call(lambda r: enqueue_training(r, self.config, project_id, reason, force_round=force_round))
 
-    def project_status(self, project_id: int) -> dict[str, Any]:
+    def project_status(self, project_id: int) -> status.ProjectStatus:
         return self._call(lambda r: status.read(r, project_id))
 
-    def all_status(self) -> dict[int, dict[str, Any]]:
+    def all_status(self) -> dict[int, status.ProjectStatus]:
         return self._call(lambda r: {p: status.read(r, p) for p in status.projects(r)})
 
     def job_counters(self) -> dict[str, float]:
@@ -88,11 +88,10 @@ class TrainingDispatcher:
         line: dict[str, Any] = {"mode": mode, "ok": True}
         if self.embedded:
             line["detail"] = "REDIS_URL is not set: trainings run in this process (one gunicorn worker)"
-        line["running"] = sorted(p for p, st in projects.items() if st.get("running"))
-        line["queued"] = sorted(p for p, st in projects.items() if st.get("queued"))
-        failures = [(st["last_failed"]["at"], p, st["last_failed"]["reason"]) for p, st in projects.items()
-                    if st.get("last_failed") and (not st.get("last_finished")
-                                                  or st["last_failed"]["at"] > st["last_finished"]["at"])]
+        line["running"] = sorted(p for p, st in projects.items() if st.running)
+        line["queued"] = sorted(p for p, st in projects.items() if st.queued)
+        failures = [(st.last_failed.at, p, st.last_failed.reason) for p, st in projects.items()
+                    if st.last_failed and st.failing]
         if failures:
             at, project, reason = max(failures)
             line["last_failure"] = {"project": project, "reason": reason, "at": at}

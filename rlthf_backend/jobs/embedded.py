@@ -18,7 +18,7 @@ from rq import SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
 
-from rlthf_backend.app.settings import Settings
+from rlthf_backend.jobs.config import JobsConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +47,25 @@ def _schedule_retries(scheduler: RQScheduler, interval_s: float = 1.0) -> None:
         time.sleep(interval_s)
 
 
-def embedded_redis(settings: Settings) -> Redis:
+def embedded_redis(config: JobsConfig) -> Redis:
     """This process's in-memory Redis, with a worker thread on the training queue (started once)."""
     global _redis
     with _lock:
         if _redis is None:
             _redis = fakeredis.FakeRedis()
-        if settings.queue_name not in _worked_queues:
-            _worked_queues.add(settings.queue_name)
-            worker = _ThreadWorker([settings.queue_name], connection=_redis)
+        if config.queue_name not in _worked_queues:
+            _worked_queues.add(config.queue_name)
+            worker = _ThreadWorker([config.queue_name], connection=_redis)
             threading.Thread(
                 target=worker.work,
-                kwargs={"with_scheduler": False, "logging_level": settings.log_level.upper()},
+                kwargs={"with_scheduler": False, "logging_level": config.log_level.upper()},
                 name="rlthf-embedded-worker",
                 daemon=True,
             ).start()
             threading.Thread(
-                target=_schedule_retries, args=(RQScheduler([settings.queue_name], connection=_redis),),
+                target=_schedule_retries, args=(RQScheduler([config.queue_name], connection=_redis),),
                 name="rlthf-embedded-scheduler", daemon=True,
             ).start()
             log.warning("embedded mode: REDIS_URL is not set, training jobs (queue %r) run in this process",
-                        settings.queue_name)
+                        config.queue_name)
         return _redis

@@ -7,10 +7,9 @@ label from Label Studio when it starts, so coalescing never loses a label.
 A picked-up job also waits for a quiet moment (no event for ``debounce_seconds``, at most
 ``debounce_max_seconds``) before it claims the slot, so a storm of annotations lands in one run.
 
-Redis keys (per project):
-- ``rlthf:project:<id>:pending``: id of the queued, not yet started training (SET NX);
-- ``rlthf:project:<id>:force_round``: a Train click is waiting for the next job;
-- ``rlthf:project:<id>:last_event``: unix time of the newest label event.
+Redis keys (per project, spelled in ``jobs.keys``): ``pending``, the id of the queued, not yet
+started training (SET NX); ``force_round``, a Train click waiting for the next job; ``last_event``,
+the unix time of the newest label event; ``lock``, held by the running training.
 """
 
 from __future__ import annotations
@@ -26,24 +25,13 @@ from redis import Redis
 from rq import Queue, Retry
 
 from rlthf_backend.jobs import status
-from rlthf_backend.app.settings import Settings
+from rlthf_backend.jobs.config import JobsConfig
+from rlthf_backend.jobs.keys import force_round_key, last_event_key, lock_key, pending_key
 
 log = logging.getLogger(__name__)
 
 #: Seconds between retries of a failed training (the last value repeats).
 RETRY_INTERVALS = (10, 60, 300)
-
-
-def pending_key(project_id: int) -> str:
-    return f"rlthf:project:{int(project_id)}:pending"
-
-
-def force_round_key(project_id: int) -> str:
-    return f"rlthf:project:{int(project_id)}:force_round"
-
-
-def last_event_key(project_id: int) -> str:
-    return f"rlthf:project:{int(project_id)}:last_event"
 
 
 class QueueFull(RuntimeError):
@@ -60,12 +48,12 @@ class Enqueued:
     coalesced: bool  # True: joined the training already queued for this project
 
 
-def training_queue(redis: Redis, settings: Settings) -> Queue:
-    return Queue(settings.queue_name, connection=redis, default_timeout=settings.job_timeout)
+def training_queue(redis: Redis, config: JobsConfig) -> Queue:
+    return Queue(config.queue_name, connection=redis, default_timeout=config.job_timeout)
 
 
 def enqueue_training(
-    redis: Redis, settings: Settings, project_id: int, reason: str, *, force_round: bool = False
+    redis: Redis, config: JobsConfig, project_id: int, reason: str, *, force_round: bool = False
 ) -> Enqueued:
     """Queue a training of ``project_id`` unless one is already queued (then join it).
 
@@ -74,31 +62,31 @@ def enqueue_training(
     :class:`QueueFull` when ``max_queued_trainings`` trainings wait already: webhooks naming
     endless invented projects can grow neither the queue nor Redis.
     """
-    queue = training_queue(redis, settings)
+    queue = training_queue(redis, config)
     if not redis.exists(pending_key(project_id)):  # a new training: refused before any key is written
         missing = status.missing_project(redis, project_id)
         if missing is not None:
             raise ProjectMissing(f"{missing} (checked in the last {status.MISSING_PROJECT_MEMORY_S // 60} "
                                  "minutes); not queued")
-        if queue.count >= settings.max_queued_trainings:
-            raise QueueFull(f"the training queue is full ({settings.max_queued_trainings} trainings waiting, "
+        if queue.count >= config.max_queued_trainings:
+            raise QueueFull(f"the training queue is full ({config.max_queued_trainings} trainings waiting, "
                             "RLTHF_MAX_QUEUED_TRAININGS); the project's next event queues it")
     redis.set(last_event_key(project_id), time.time(), ex=24 * 3600)
     if force_round:  # a unique value, so a job clears only the click it served
-        redis.set(force_round_key(project_id), f"{reason}:{uuid.uuid4().hex[:8]}", ex=settings.job_timeout * 4)
+        redis.set(force_round_key(project_id), f"{reason}:{uuid.uuid4().hex[:8]}", ex=config.job_timeout * 4)
     job_id = f"train-p{int(project_id)}-{uuid.uuid4().hex[:12]}"
-    if not redis.set(pending_key(project_id), job_id, nx=True, ex=settings.job_timeout * 2):
+    if not redis.set(pending_key(project_id), job_id, nx=True, ex=config.job_timeout * 2):
         existing = redis.get(pending_key(project_id))
         if existing is not None:
             return Enqueued(existing.decode() if isinstance(existing, bytes) else existing, coalesced=True)
-        return enqueue_training(redis, settings, project_id, reason, force_round=False)  # it just started
+        return enqueue_training(redis, config, project_id, reason, force_round=False)  # it just started
     try:
-        retries = settings.job_retries
+        retries = config.job_retries
         queue.enqueue(
             "rlthf_backend.app.training.job.train_project_job",
             int(project_id),
             job_id=job_id,
-            job_timeout=settings.job_timeout,
+            job_timeout=config.job_timeout,
             result_ttl=7 * 24 * 3600,
             failure_ttl=7 * 24 * 3600,
             retry=Retry(max=retries, interval=list(RETRY_INTERVALS[:retries]) or [0]) if retries else None,
@@ -150,12 +138,12 @@ class ProjectBusy(RuntimeError):
 
 
 @contextmanager
-def project_lock(redis: Redis, settings: Settings, project_id: int) -> Iterator[None]:
+def project_lock(redis: Redis, config: JobsConfig, project_id: int) -> Iterator[None]:
     """One training per project at a time, across every worker on every machine."""
-    lock = redis.lock(f"rlthf:project:{int(project_id)}:lock", timeout=settings.job_timeout + 60,
-                      blocking_timeout=settings.job_timeout)
+    lock = redis.lock(lock_key(project_id), timeout=config.job_timeout + 60,
+                      blocking_timeout=config.job_timeout)
     if not lock.acquire():
-        raise ProjectBusy(f"project {project_id}: another training held the lock for {settings.job_timeout} s")
+        raise ProjectBusy(f"project {project_id}: another training held the lock for {config.job_timeout} s")
     try:
         yield
     finally:

@@ -1,16 +1,28 @@
 """Per-project training status in Redis: queued / running / last finished / last failed.
 
 One Redis hash per project, each field a JSON object, written by the web side (queued) and by
-the job (running, finished, failed). ``/jobs`` and ``/health`` read it.
+the job (running, finished, failed). ``/jobs``, ``/health`` and the webhook read it through
+:func:`read`, the one parser: Redis is shared, and whatever else sits under our keys (a value
+from an older or foreign writer, a hand-edited field, a key of another type) reads as no status,
+with a warning, rather than failing those endpoints.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ResponseError
+
+from rlthf_backend.jobs.keys import METRICS_KEY, STATUS_PATTERN, status_key, status_key_project
+
+log = logging.getLogger(__name__)
 
 FIELDS = ("queued", "running", "last_finished", "last_failed")
 #: A project's status is forgotten after this long without news (abandoned or mistyped projects).
@@ -18,67 +30,170 @@ STATUS_TTL_S = 30 * 24 * 3600
 #: How long a project Label Studio said it does not have is not queued again.
 MISSING_PROJECT_MEMORY_S = 600
 
+__all__ = ["FIELDS", "METRICS_KEY", "MISSING_PROJECT_MEMORY_S", "STATUS_TTL_S", "ProjectStatus", "StatusRecord",
+           "clear", "count_job", "job_counters", "missing_project", "projects", "read", "record"]
 
-def _key(project_id: int) -> str:
-    return f"rlthf:project:{int(project_id)}:status"
+
+@dataclass(frozen=True)
+class StatusRecord:
+    """One field of a project's status, as written: the parts the backend decides on, typed,
+    and the whole object (``info``) for ``/jobs`` to show."""
+
+    at: float
+    job_id: str | None = None
+    reason: str | None = None  # queued: the event; last_failed: the exception
+    retries_left: int | None = None  # last_failed
+    #: last_failed: Label Studio has no such project (so it was not retried, and is not queued again).
+    project_missing: bool = False
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    queued: StatusRecord | None = None
+    running: StatusRecord | None = None
+    last_finished: StatusRecord | None = None
+    last_failed: StatusRecord | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``/jobs`` shows: each field's stored object, or None."""
+        return {f: (dict(rec.info) if (rec := getattr(self, f)) is not None else None) for f in FIELDS}
+
+    @property
+    def failing(self) -> bool:
+        """The latest training that ended failed."""
+        return self.last_failed is not None and (self.last_finished is None
+                                                 or self.last_failed.at > self.last_finished.at)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _is_wrongtype(exc: ResponseError) -> bool:
+    """Redis's answer for a key of another type (redis-py >= 8 names the code; older ones only the
+    message, which a pipeline prefixes with the command)."""
+    code = getattr(exc, "status_code", None)
+    return code == "WRONGTYPE" or (code is None and str(exc).split(" caused error: ")[-1].startswith("WRONGTYPE"))
+
+
+def _number(value: Any) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
+
+
+def _parse(raw: bytes | str) -> StatusRecord | None:
+    """A stored field as a record; None for anything the backend did not write in this shape."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep
+        return None
+    if not isinstance(obj, dict) or not _number(obj.get("at")):
+        return None
+    job_id, reason, retries_left = obj.get("job_id"), obj.get("reason"), obj.get("retries_left")
+    missing = obj.get("project_missing", None)
+    if missing is None:  # written before the field existed (such records expire within minutes)
+        missing = obj.get("retries_left") == 0 and str(reason or "").startswith("ProjectNotFound")
+    if (not isinstance(job_id, (str, type(None))) or not isinstance(reason, (str, type(None)))
+            or not (retries_left is None or (isinstance(retries_left, int) and not isinstance(retries_left, bool)))
+            or not isinstance(missing, bool)):
+        return None
+    return StatusRecord(at=float(obj["at"]), job_id=job_id, reason=reason, retries_left=retries_left,
+                        project_missing=missing, info=obj)
 
 
 def record(redis: Redis, project_id: int, field: str, info: dict[str, Any]) -> None:
     assert field in FIELDS, field
-    pipe = redis.pipeline()
-    pipe.hset(_key(project_id), field, json.dumps({"at": time.time(), **info}, default=str))
-    # A project Label Studio does not have keeps its record only as long as it is remembered as
-    # missing: ids invented by a client cannot pile up records (and slow /health down).
-    pipe.expire(_key(project_id), MISSING_PROJECT_MEMORY_S if _says_missing(field, info) else STATUS_TTL_S)
-    pipe.execute()
+    key = status_key(project_id)
+    missing = field == "last_failed" and bool(info.get("project_missing"))
 
+    def write() -> None:
+        pipe = redis.pipeline()
+        pipe.hset(key, field, json.dumps({"at": time.time(), **info}, default=str))
+        # A project Label Studio does not have keeps its record only as long as it is remembered as
+        # missing: ids invented by a client cannot pile up records (and slow /health down).
+        pipe.expire(key, MISSING_PROJECT_MEMORY_S if missing else STATUS_TTL_S)
+        pipe.execute()
 
-def _says_missing(field: str, info: dict[str, Any]) -> bool:
-    """The training's final failure for a project Label Studio does not have."""
-    return (field == "last_failed" and info.get("retries_left") == 0
-            and str(info.get("reason", "")).startswith("ProjectNotFound"))
+    try:
+        write()
+    except ResponseError as exc:
+        if not _is_wrongtype(exc):
+            raise
+        # Not our hash (read() ignores it too): the status is ours to write, so replace it.
+        log.warning("project %s: %s held a Redis value of another type; replaced by the status", project_id, key)
+        redis.delete(key)
+        write()
 
 
 def clear(redis: Redis, project_id: int, field: str) -> None:
-    redis.hdel(_key(project_id), field)
+    try:
+        redis.hdel(status_key(project_id), field)
+    except ResponseError as exc:
+        if not _is_wrongtype(exc):
+            raise
 
 
-def read(redis: Redis, project_id: int) -> dict[str, Any]:
-    raw = redis.hgetall(_key(project_id))
-    out: dict[str, Any] = {f: None for f in FIELDS}
+def read(redis: Redis, project_id: int) -> ProjectStatus:
+    """The project's status; a field that does not parse (or a key that is no hash) reads as absent."""
+    key = status_key(project_id)
+    try:
+        raw = redis.hgetall(key)
+    except ResponseError as exc:
+        if not _is_wrongtype(exc):
+            raise
+        log.warning("project %s: %s is not a hash; read as no status", project_id, key)
+        return ProjectStatus()
+    found: dict[str, StatusRecord] = {}
+    ignored = []
     for k, v in raw.items():
-        k = k.decode() if isinstance(k, bytes) else k
-        if k in out:
-            out[k] = json.loads(v)
-    return out
+        name = _text(k)
+        if name not in FIELDS:
+            continue
+        parsed = _parse(v)
+        if parsed is None:
+            ignored.append(name)
+        else:
+            found[name] = parsed
+    if ignored:
+        log.warning("project %s: status field(s) %s of %s are not status records; read as absent",
+                    project_id, ", ".join(sorted(ignored)), key)
+    return ProjectStatus(**found)
 
 
 def missing_project(redis: Redis, project_id: int) -> str | None:
     """Why a recent training found no such project in Label Studio, if that is its latest news.
 
-    The training records the final failure as ``ProjectNotFound: ...`` with no retries left.
+    The training records that final failure with ``project_missing`` (and no retries left).
     """
     state = read(redis, project_id)
-    failed, finished = state["last_failed"], state["last_finished"]
-    if not failed or not _says_missing("last_failed", failed):
+    failed = state.last_failed
+    if failed is None or not failed.project_missing:
         return None
-    if finished and finished.get("at", 0) > failed.get("at", 0):
+    if state.last_finished is not None and state.last_finished.at > failed.at:
         return None
-    if time.time() - float(failed.get("at", 0)) > MISSING_PROJECT_MEMORY_S:
+    if time.time() - failed.at > MISSING_PROJECT_MEMORY_S:
         return None
-    return str(failed["reason"]).removeprefix("ProjectNotFound: ")
+    return (failed.reason or "").removeprefix("ProjectNotFound: ")
 
 
 def projects(redis: Redis) -> list[int]:
-    """Projects that have any recorded status."""
-    ids = []
-    for key in redis.scan_iter(match="rlthf:project:*:status", count=500):
-        key = key.decode() if isinstance(key, bytes) else key
-        ids.append(int(key.split(":")[2]))
+    """Projects that have any recorded status (keys that only look like status keys are skipped)."""
+    ids, foreign = [], []
+    for key in redis.scan_iter(match=STATUS_PATTERN, count=500):
+        project_id = status_key_project(key)
+        if project_id is None:
+            foreign.append(_text(key))
+        else:
+            ids.append(project_id)
+    if foreign:
+        log.warning("skipped %d key(s) that are not status keys although they match %s, e.g. %r",
+                    len(foreign), STATUS_PATTERN, foreign[0])
     return sorted(ids)
-
-
-METRICS_KEY = "rlthf:metrics"
 
 
 def count_job(redis: Redis, outcome: str, seconds: float) -> None:
@@ -86,8 +201,31 @@ def count_job(redis: Redis, outcome: str, seconds: float) -> None:
     pipe = redis.pipeline()
     pipe.hincrby(METRICS_KEY, f"jobs_{outcome}_total", 1)
     pipe.hincrbyfloat(METRICS_KEY, f"job_{outcome}_seconds_sum", seconds)
-    pipe.execute()
+    try:
+        pipe.execute()
+    except ResponseError as exc:  # a foreign value there: a job's outcome must not depend on its counters
+        log.warning("job counters not counted (%s): %s", METRICS_KEY, exc)
 
 
 def job_counters(redis: Redis) -> dict[str, float]:
-    return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in redis.hgetall(METRICS_KEY).items()}
+    """The counters :func:`count_job` wrote; anything else under that key is left out."""
+    try:
+        raw = redis.hgetall(METRICS_KEY)
+    except ResponseError as exc:
+        if not _is_wrongtype(exc):
+            raise
+        log.warning("%s is not a hash; no job counters", METRICS_KEY)
+        return {}
+    counters, ignored = {}, []
+    for k, v in raw.items():
+        try:
+            value = float(v)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value):
+            counters[_text(k)] = value
+        else:
+            ignored.append(_text(k))
+    if ignored:
+        log.warning("%s: ignored non-numeric counter(s) %s", METRICS_KEY, ", ".join(sorted(ignored)))
+    return counters

@@ -9,8 +9,8 @@ import redis
 from rq import Worker
 from rq.worker_pool import WorkerPool
 
-from rlthf_backend.jobs.connection import redis_from_settings
-from rlthf_backend.app.settings import Settings
+from rlthf_backend.jobs.config import JobsConfig
+from rlthf_backend.jobs.connection import redis_from_config
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 MAX_RECONNECT_WAIT_S = 5.0
 
 
-def run_worker(settings: Settings, workers: int = 1, burst: bool = False) -> None:
+def run_worker(config: JobsConfig, workers: int = 1, burst: bool = False) -> None:
     """Work the training queue until stopped (or until it is empty, with ``burst``).
 
     The scheduler runs inside the worker: failed trainings are retried with backoff through it.
@@ -26,18 +26,18 @@ def run_worker(settings: Settings, workers: int = 1, burst: bool = False) -> Non
     at another moment (starting up, registering, a heartbeat) makes it raise or quit, so a
     worker that stopped without being asked to waits for Redis and starts again.
     """
-    connection = redis_from_settings(settings)
+    connection = redis_from_config(config)
     connection.ping()  # fail now, with the URL in the message, rather than inside RQ's loop
-    log.info("worker(s) on queue %r at %s", settings.queue_name, settings.redis_url)
+    log.info("worker(s) on queue %r at %s", config.queue_name, config.redis_url)
     if workers > 1:
-        WorkerPool([settings.queue_name], connection=connection, num_workers=workers).start(burst=burst)
+        WorkerPool([config.queue_name], connection=connection, num_workers=workers).start(burst=burst)
         return
     while True:
-        worker = Worker([settings.queue_name], connection=connection)
+        worker = Worker([config.queue_name], connection=connection)
         try:
-            worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper())
+            worker.work(burst=burst, with_scheduler=True, logging_level=config.log_level.upper())
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            log.warning("lost Redis at %s (%s); starting again once it answers", settings.redis_url, exc)
+            log.warning("lost Redis at %s (%s); starting again once it answers", config.redis_url, exc)
         else:
             if burst or _asked_to_stop(worker):
                 return

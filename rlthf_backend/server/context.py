@@ -11,6 +11,7 @@ from typing import Any
 
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.jobs.dispatch import TrainingDispatcher
+from rlthf_backend.app.jobs import jobs_config
 from rlthf_backend.app.judges import make_judge
 from rlthf_backend.app.project import label_studio, model_registry
 from rlthf_backend.app.settings import Settings
@@ -35,7 +36,7 @@ class BackendContext:
         self._webhook_fix_queue: queue.Queue[int] = queue.Queue(maxsize=WEBHOOK_FIX_BACKLOG)
         self._webhook_fix_threads: list[threading.Thread] = []
         self.started_at = time.time()
-        self.jobs = TrainingDispatcher(settings)
+        self.jobs = TrainingDispatcher(jobs_config(settings))
         self.registry = model_registry(settings)
 
     @property

@@ -113,8 +113,8 @@ def jobs() -> Response:
     project_id = query_project_id(required=False)
     try:
         if project_id is None:
-            return jsonify(projects={str(k): v for k, v in ctx.jobs.all_status().items()})
-        return jsonify(project=project_id, **ctx.jobs.project_status(project_id))
+            return jsonify(projects={str(k): v.as_dict() for k, v in ctx.jobs.all_status().items()})
+        return jsonify(project=project_id, **ctx.jobs.project_status(project_id).as_dict())
     except RedisUnavailable as exc:
         return jsonify(error=str(exc)), 503
 

@@ -18,7 +18,8 @@ from rlthf_backend.jobs.queue import (
     project_lock,
     wait_for_quiet,
 )
-from rlthf_backend.app.settings import Settings
+from rlthf_backend.jobs.config import JobsConfig
+from rlthf_backend.jobs.keys import PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -31,63 +32,63 @@ def redis():
     except redis_lib.RedisError as exc:
         pytest.skip(f"no Redis at 127.0.0.1:6379: {exc}")
     yield client
-    for key in client.scan_iter("rlthf:project:9*"):
+    for key in client.scan_iter(f"{PREFIX}:project:9*"):
         client.delete(key)
 
 
 @pytest.fixture
-def settings():
-    return Settings(redis_url="redis://127.0.0.1:6379/0", queue_name=f"test-{uuid.uuid4().hex[:8]}",
-                    job_timeout=30, _env_file=None)
+def config():
+    return JobsConfig(redis_url="redis://127.0.0.1:6379/0", queue_name=f"test-{uuid.uuid4().hex[:8]}",
+                      job_timeout=30)
 
 
 def _pid() -> int:
     return 900000 + int(uuid.uuid4().int % 99999)
 
 
-def test_burst_collapses_into_one_queued_job_until_it_starts(redis, settings):
+def test_burst_collapses_into_one_queued_job_until_it_starts(redis, config):
     pid = _pid()
-    queue = Queue(settings.queue_name, connection=redis)
+    queue = Queue(config.queue_name, connection=redis)
     try:
-        results = [enqueue_training(redis, settings, pid, "ANNOTATION_CREATED") for _ in range(50)]
+        results = [enqueue_training(redis, config, pid, "ANNOTATION_CREATED") for _ in range(50)]
         assert not results[0].coalesced and all(r.coalesced for r in results[1:])
         assert {r.job_id for r in results} == {results[0].job_id}
         assert queue.count == 1
 
         # Once the job starts, new events queue exactly one more behind it.
         assert claim_pending(redis, pid, results[0].job_id) is None
-        later = [enqueue_training(redis, settings, pid, "ANNOTATION_UPDATED") for _ in range(20)]
+        later = [enqueue_training(redis, config, pid, "ANNOTATION_UPDATED") for _ in range(20)]
         assert len({r.job_id for r in later}) == 1 and later[0].job_id != results[0].job_id
         assert queue.count == 2
     finally:
         queue.empty()
 
 
-def test_train_click_is_kept_until_a_job_succeeds(redis, settings):
+def test_train_click_is_kept_until_a_job_succeeds(redis, config):
     pid = _pid()
-    queue = Queue(settings.queue_name, connection=redis)
+    queue = Queue(config.queue_name, connection=redis)
     try:
-        job = enqueue_training(redis, settings, pid, "START_TRAINING", force_round=True)
+        job = enqueue_training(redis, config, pid, "START_TRAINING", force_round=True)
         forced = claim_pending(redis, pid, job.job_id)
         assert forced and forced.startswith("START_TRAINING")
         # A job killed now would leave the click for its retry:
         assert claim_pending(redis, pid, "retry-of-same-job") == forced
         # A new click during the run is not cleared by the running job's success.
-        enqueue_training(redis, settings, pid, "START_TRAINING", force_round=True)
+        enqueue_training(redis, config, pid, "START_TRAINING", force_round=True)
         clear_force_round(redis, pid, forced)
         assert claim_pending(redis, pid, "next") not in (None, forced)
     finally:
         queue.empty()
 
 
-def test_wait_for_quiet_waits_for_the_burst_to_end(redis, settings):
+def test_wait_for_quiet_waits_for_the_burst_to_end(redis, config):
     pid = _pid()
-    queue = Queue(settings.queue_name, connection=redis)
+    queue = Queue(config.queue_name, connection=redis)
     stop = time.monotonic() + 1.0
 
     def burst():
         while time.monotonic() < stop:
-            enqueue_training(redis, settings, pid, "ANNOTATION_CREATED")
+            enqueue_training(redis, config, pid, "ANNOTATION_CREATED")
             time.sleep(0.05)
 
     t = threading.Thread(target=burst)
@@ -104,7 +105,7 @@ def test_wait_for_quiet_waits_for_the_burst_to_end(redis, settings):
 
 def test_project_lock_is_exclusive(redis):
     pid = _pid()
-    short = Settings(job_timeout=1, _env_file=None)
+    short = JobsConfig(job_timeout=1)
     with project_lock(redis, short, pid):
         with pytest.raises(ProjectBusy):
             with project_lock(redis, short, pid):

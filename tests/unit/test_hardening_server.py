@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from rlthf_backend.jobs import status
+from rlthf_backend.app.jobs import jobs_config
+from rlthf_backend.jobs import keys, status
 from rlthf_backend.jobs.embedded import embedded_redis
 from rlthf_backend.server.app import create_app
 from rlthf_backend.app.settings import Settings
@@ -229,28 +230,29 @@ def test_webhooks_for_many_projects_cannot_queue_unbounded_trainings(tmp_path):
     assert len(queued) + len(refused) == 40
     assert "queue" in refused[0].json["error"]
     # A refused project left nothing behind in Redis.
-    redis = embedded_redis(settings)
-    assert not list(redis.scan_iter(match="rlthf:project:1039:*"))
+    redis = embedded_redis(jobs_config(settings))
+    assert not list(redis.scan_iter(match=keys.project_keys_pattern(1039)))
     # A project already queued still coalesces (no refusal for it).
     again = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1001}})
     assert again.status_code == 200
 
 
 def test_a_project_label_studio_does_not_have_is_not_queued_again(settings, client):
-    redis = embedded_redis(settings)
-    status.record(redis, 4242, "last_failed",
-                  {"job_id": "j", "reason": "ProjectNotFound: Label Studio has no project 4242", "retries_left": 0})
+    redis = embedded_redis(jobs_config(settings))
+    status.record(redis, 4242, "last_failed", {
+        "job_id": "j", "reason": "ProjectNotFound: Label Studio has no project 4242", "retries_left": 0,
+        "project_missing": True})
     r = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 4242}})
     assert r.status_code == 200 and r.json["status"] == "ignored"
     assert "no project 4242" in r.json["reason"]
-    assert not redis.exists("rlthf:project:4242:last_event") and not redis.exists("rlthf:project:4242:pending")
+    assert not redis.exists(keys.last_event_key(4242)) and not redis.exists(keys.pending_key(4242))
     # ...and its record goes when it is no longer remembered, not after the usual 30 days.
-    assert 0 < redis.ttl("rlthf:project:4242:status") <= status.MISSING_PROJECT_MEMORY_S
+    assert 0 < redis.ttl(keys.status_key(4242)) <= status.MISSING_PROJECT_MEMORY_S
 
 
 def test_status_records_expire(settings, client):
     client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 31}})
-    ttl = embedded_redis(settings).ttl("rlthf:project:31:status")
+    ttl = embedded_redis(jobs_config(settings)).ttl(keys.status_key(31))
     assert 0 < ttl <= status.STATUS_TTL_S
 
 

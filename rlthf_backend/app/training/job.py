@@ -1,4 +1,4 @@
-"""The RQ job around one training (``rlthf_backend/training.py``): wait for the label events to
+"""The RQ job around one training (``app/training/pipeline.py``): wait for the label events to
 settle, claim the project's pending slot, hold its lock, train, record the status."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from rq import get_current_job
 
 from rlthf_backend.jobs import status
 from rlthf_backend.jobs.queue import claim_pending, clear_force_round, project_lock, wait_for_quiet
+from rlthf_backend.app.jobs import jobs_config
 from rlthf_backend.app.settings import get_settings
 from rlthf_backend.app.errors import ProjectNotFound
 from rlthf_backend.app.training.pipeline import run_training
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 def train_project_job(project_id: int) -> dict[str, Any]:
     """The RQ job: claim the pending slot, take the project's lock, train, record the status."""
     settings = get_settings()
+    config = jobs_config(settings)
     job = get_current_job()
     redis = job.connection
     t0 = time.perf_counter()
@@ -31,13 +33,13 @@ def train_project_job(project_id: int) -> dict[str, Any]:
         status.record(redis, project_id, "running", {"job_id": job.id, "started_at": started, "stage": stage})
 
     on_stage("waiting for annotations to settle")
-    waited = wait_for_quiet(redis, project_id, settings.debounce_seconds, settings.debounce_max_seconds)
+    waited = wait_for_quiet(redis, project_id, config.debounce_seconds, config.debounce_max_seconds)
     forced = claim_pending(redis, project_id, job.id)
     status.clear(redis, project_id, "queued")
 
     on_stage("waiting for the project lock")
     try:
-        with project_lock(redis, settings, project_id):
+        with project_lock(redis, config, project_id):
             outcome = run_training(settings, project_id, force_round=bool(forced), on_stage=on_stage, started_at=t0)
         if forced:
             clear_force_round(redis, project_id, forced)
@@ -46,7 +48,8 @@ def train_project_job(project_id: int) -> dict[str, Any]:
         final = isinstance(exc, ProjectNotFound)  # retrying cannot bring a project back
         status.record(redis, project_id, "last_failed", {
             "job_id": job.id, "reason": f"{type(exc).__name__}: {exc}", "started_at": started,
-            "seconds": round(time.perf_counter() - t0, 3), "retries_left": 0 if final else job.retries_left})
+            "seconds": round(time.perf_counter() - t0, 3), "retries_left": 0 if final else job.retries_left,
+            "project_missing": final})
         status.clear(redis, project_id, "running")
         status.count_job(redis, "failed", time.perf_counter() - t0)
         if final:

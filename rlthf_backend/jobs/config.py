@@ -1,0 +1,30 @@
+"""What the jobs need to know, and nothing more.
+
+The jobs sit below the application layer, so they cannot read its ``Settings``; the application
+hands them this instead (``rlthf_backend.app.jobs.jobs_config``). The help texts are the
+settings' own descriptions, so each field reads the same wherever it is documented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    redis_url: str | None = field(
+        default=None, metadata={"help": "Redis for the job queue, e.g. redis://127.0.0.1:6379/0."})
+    queue_name: str = field(default="rlthf", metadata={"help": "RQ queue the training jobs go to."})
+    job_timeout: int = field(
+        default=3600, metadata={"help": "Seconds a training job may run before RQ stops it."})
+    job_retries: int = field(
+        default=3, metadata={"help": "Retries of a failed training job (backoff 10 s, 60 s, 300 s...)."})
+    debounce_seconds: float = field(
+        default=2.0,
+        metadata={"help": "A queued training starts once no label event came for this long (bursts collapse)."})
+    debounce_max_seconds: float = field(
+        default=60.0, metadata={"help": "Longest a picked-up training waits for that quiet moment."})
+    max_queued_trainings: int = field(
+        default=100, metadata={"help": "Trainings waiting in the queue at most; a webhook for one more project is "
+                                       "answered 429 and queues nothing (its next event queues it)."})
+    log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
