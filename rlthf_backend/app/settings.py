@@ -3,7 +3,13 @@
 Every option is read from an environment variable with the prefix ``RLTHF_`` (or from a
 ``.env`` file in the working directory), except the Label Studio conventions that other ML
 backends share: ``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``, ``BASIC_AUTH_USER``,
-``BASIC_AUTH_PASS`` and ``REDIS_URL``. The README's configuration table lists them all.
+``BASIC_AUTH_PASS`` and ``REDIS_URL``. ``docs/configuration.md`` lists them all (generated from
+this class by :mod:`rlthf_backend.app.settings_reference`).
+
+The settings that are fields of the core's config dataclasses (the curation engine's and the reward
+models') are not written out here: :data:`KNOBS` names each once, with its validation bounds, and
+the settings fields, :meth:`Settings.engine_config`, :meth:`Settings.reward_model_spec` and
+:data:`ENGINE_SETTINGS` follow from it, taking defaults and descriptions from the dataclasses.
 
 Nothing else in the package reads ``os.environ`` for its configuration: code takes a
 ``Settings`` (or the few values it needs) as an argument, and entry points call
@@ -16,9 +22,9 @@ import dataclasses
 import logging
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rlthf_backend.core.curation import DEFAULT_STRATEGY, EngineConfig, FusedConfig, PaperConfig, RoundPolicy
@@ -32,19 +38,103 @@ JudgeKind = Literal["openai", "transformers", "precomputed"]
 DEFAULT_CRITERIA = "helpfulness, honesty and harmlessness"
 
 
-def _knob(config_class: type, name: str, description: str | None = None, **constraints: Any) -> Any:
-    """A settings field for one field of a core config dataclass: the default (and, unless
-    given, the description) come from the dataclass, so each is defined in one place."""
-    f = {f.name: f for f in dataclasses.fields(config_class)}[name]
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-    return Field(default, description=description or f.metadata["help"], **constraints)
+@dataclasses.dataclass(frozen=True)
+class Knob:
+    """A setting that is one field of a core config dataclass. The default, and the description
+    unless ``help`` is given, are the field's: the dataclass stays the one place they are written."""
+
+    config: type
+    field: str
+    constraints: dict[str, Any] = dataclasses.field(default_factory=dict)  # pydantic's gt, ge, lt, le
+    help: str | None = None  # for fields without metadata["help"]
+    annotation: Any = None  # narrower than the field's own type, so settings refuse a bad value at start
+
+    def settings_field(self) -> tuple[Any, Any]:
+        """(annotation, pydantic Field) of the setting."""
+        f = {f.name: f for f in dataclasses.fields(self.config)}[self.field]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        annotation = self.annotation or get_type_hints(self.config)[self.field]
+        return annotation, Field(default, description=self.help or f.metadata["help"], **self.constraints)
+
+
+def knob(config: type, field: str, *, help: str | None = None, annotation: Any = None, **constraints: Any) -> Knob:
+    return Knob(config, field, constraints, help, annotation)
+
+
+def every_field(prefix: str, config: type, *, exclude: tuple[str, ...] = (),
+                **constraints: dict[str, Any]) -> dict[str, Knob]:
+    """``prefix`` + each field of ``config`` (but ``exclude``): a new field of the dataclass becomes
+    a setting by itself. ``constraints`` maps field names to their bounds."""
+    names = [f.name for f in dataclasses.fields(config) if f.name not in exclude]
+    if unknown := set(constraints) - set(names):
+        raise TypeError(f"{config.__name__} has no field {', '.join(sorted(unknown))}")
+    return {prefix + name: Knob(config, name, constraints.get(name, {})) for name in names}
+
+
+#: Setting name -> the config dataclass field it sets. Adding one here adds the setting (environment
+#: variable RLTHF_<NAME>), its `simulate` flag and its place in the config the training job runs.
+KNOBS: dict[str, Knob] = {
+    # the round policy (core/curation/loop.py)
+    "human_batch_fraction": knob(RoundPolicy, "batch_fraction", gt=0, le=1),
+    "round_every_n_labels": knob(RoundPolicy, "round_every_n_labels", ge=0),
+    "max_rm_pairs": knob(RoundPolicy, "max_rm_pairs", ge=0),
+    # the fused strategy (core/curation/fused.py)
+    **every_field(
+        "fused_", FusedConfig,
+        audit_fraction=dict(ge=0, le=1), audit_enough=dict(ge=0), n_folds=dict(ge=2), human_weight=dict(gt=0),
+        prior_error_rate=dict(gt=0, lt=1), prior_sd=dict(gt=0), drop_threshold=dict(gt=0, le=1),
+        max_drop_fraction=dict(ge=0, le=1), flip_confidence=dict(gt=0, le=1), min_audit_for_flip=dict(ge=0),
+        stop_min_yield=dict(ge=0),
+    ),
+    # the paper's strategy (core/curation/paper.py); its curve-point finder keeps its defaults
+    **every_field("paper_", PaperConfig, exclude=("points",)),
+    # the embedding reward model (core/reward/embedding_config.py)
+    "rm_encoder": knob(EmbeddingRewardConfig, "encoder", help=(
+        "embedding RM: sentence-transformers encoder, a HF id or local folder (`all-MiniLM-L6-v2` is the "
+        "packaged copy).")),
+    "rm_heads": knob(EmbeddingRewardConfig, "n_ensemble", ge=1, help=(
+        "embedding RM: Bradley-Terry heads trained on bootstrap resamples (their spread is evidence).")),
+    "rm_max_seq_length": knob(EmbeddingRewardConfig, "max_seq_length", gt=0, help=(
+        "embedding RM: tokens kept per text by the encoder.")),
+    "rm_device": knob(EmbeddingRewardConfig, "device", help=(
+        "embedding RM: torch device of the encoder (cpu, cuda, cuda:N, or auto: CUDA when there is a GPU).")),
+    "rm_encoder_backend": knob(EmbeddingRewardConfig, "backend",
+                               annotation=Literal["auto", "torch", "onnx", "onnx-int8"]),
+    # the trl reward model (core/reward/trl_reward.py)
+    "trl_backbone": knob(TrlRewardConfig, "backbone", help=(
+        "trl RM: backbone fine-tuned as a sequence-classification reward model, a HF id or local folder "
+        "(e.g. meta-llama/Llama-3.1-8B-Instruct as in the paper; the default is the packaged MiniLM).")),
+    "trl_use_lora": knob(TrlRewardConfig, "use_lora", help=(
+        "trl RM: train LoRA adapters (peft) instead of every weight.")),
+    "trl_lora_rank": knob(TrlRewardConfig, "lora_r", gt=0, help="trl RM: LoRA rank (the paper: 32)."),
+    "trl_lora_alpha": knob(TrlRewardConfig, "lora_alpha", gt=0, help="trl RM: LoRA alpha (the paper: 64)."),
+    "trl_max_length": knob(TrlRewardConfig, "max_length", gt=0, help=(
+        "trl RM: tokens of prompt + response (prompt cut from the left, response from the right).")),
+    "trl_epochs": knob(TrlRewardConfig, "epochs", gt=0, help="trl RM: passes over the training pairs."),
+    "trl_batch_size": knob(TrlRewardConfig, "batch_size", gt=0, help="trl RM: pairs per device step."),
+    "trl_learning_rate": knob(TrlRewardConfig, "learning_rate", gt=0, help=(
+        "trl RM: AdamW peak learning rate (1e-4 with LoRA as in the paper; 5e-5 for full fine-tuning).")),
+    "trl_device": knob(TrlRewardConfig, "device", help="trl RM: auto (CUDA when available), cpu, cuda."),
+}
+
+
+def _knob_names(*configs: type) -> tuple[str, ...]:
+    return tuple(name for name, k in KNOBS.items() if k.config in configs)
+
+
+#: The fields KNOBS generates; Settings inherits them (pydantic lists them first in model_fields).
+_KnobFields = create_model(
+    "_KnobFields", __base__=BaseSettings, **{name: k.settings_field() for name, k in KNOBS.items()}
+)
 
 
 def _default_data_dir() -> Path:
     return Path.home() / ".cache" / "rlthf-backend"
 
 
-class Settings(BaseSettings):
+class Settings(_KnobFields):
+    """Every setting: those declared below, and the core config knobs of :data:`KNOBS`."""
+
     model_config = SettingsConfigDict(
         env_prefix="RLTHF_",
         env_file=".env",
@@ -154,14 +244,11 @@ class Settings(BaseSettings):
         "member's a/b verdicts over both orders (a tied vote keeps the primary's)."
     )
 
-    # --- Curation engine (core/curation: EngineConfig; defaults live in the config dataclasses) -
+    # --- Curation engine (core/curation: EngineConfig); its knobs are in KNOBS ----------------
     strategy: Literal["fused", "paper", "random", "llm_only", "swap_first"] = Field(
         DEFAULT_STRATEGY, description="Curation strategy: fused (default), paper (RLTHF as published), or a baseline: "
         "random, llm_only, swap_first (order-swap disagreements first)."
     )
-    human_batch_fraction: float = _knob(RoundPolicy, "batch_fraction", gt=0, le=1)
-    round_every_n_labels: int = _knob(RoundPolicy, "round_every_n_labels", ge=0)
-    max_rm_pairs: int = _knob(RoundPolicy, "max_rm_pairs", ge=0)
     queue_score_tolerance: float = Field(
         0.05, ge=0, le=0.5,
         description="A round rewrites a task's prediction when its label changes, it enters or leaves the human "
@@ -173,54 +260,12 @@ class Settings(BaseSettings):
         "(the batch and tasks without a prediction are always written); the rest follow in later rounds. Bounds a "
         "round's writes on a large project. 0: no limit.")
     seed: int = Field(0, description="Seed of every random choice of the engine (audit slices, folds...).")
-    fused_audit_fraction: float = _knob(FusedConfig, "audit_fraction", ge=0, le=1)
-    fused_audit_scope: Literal["flip_candidates", "pool"] = _knob(FusedConfig, "audit_scope")
-    fused_audit_enough: int = _knob(FusedConfig, "audit_enough", ge=0)
-    fused_n_folds: int = _knob(FusedConfig, "n_folds", ge=2)
-    fused_use_length_ratio: bool = _knob(FusedConfig, "use_length_ratio")
-    fused_human_weight: float = _knob(FusedConfig, "human_weight", gt=0)
-    fused_prior_error_rate: float = _knob(FusedConfig, "prior_error_rate", gt=0, lt=1)
-    fused_prior_weights: dict[str, float] = _knob(FusedConfig, "prior_weights")
-    fused_prior_sd: float = _knob(FusedConfig, "prior_sd", gt=0)
-    fused_drop_threshold: float = _knob(FusedConfig, "drop_threshold", gt=0, le=1)
-    fused_suspect_policy: Literal["drop", "flip", "keep", "ask"] = _knob(FusedConfig, "suspect_policy")
-    fused_max_drop_fraction: float = _knob(FusedConfig, "max_drop_fraction", ge=0, le=1)
-    fused_flip_confidence: float = _knob(FusedConfig, "flip_confidence", gt=0, le=1)
-    fused_min_audit_for_flip: int = _knob(FusedConfig, "min_audit_for_flip", ge=0)
-    fused_stop_min_yield: float = _knob(FusedConfig, "stop_min_yield", ge=0)
-    paper_alpha_schedule: tuple[float, ...] = _knob(PaperConfig, "alpha_schedule")
-    paper_beta_schedule: tuple[float, ...] = _knob(PaperConfig, "beta_schedule")
-    paper_flip_beyond_reflection: bool = _knob(PaperConfig, "flip_beyond_reflection")
 
-    # --- Reward model (core/reward: EmbeddingRewardConfig / TrlRewardConfig) -----------------
+    # --- Reward model (core/reward); the config fields are in KNOBS ---------------------------
     reward_model: Literal["embedding", "trl"] = Field(
         "embedding", description="Reward model the training job fits: embedding (frozen encoder + Bradley-Terry "
         "heads; CPU, seconds) or trl (TRL RewardTrainer fine-tuning a backbone; GPU workers)."
     )
-    rm_encoder: str = _knob(EmbeddingRewardConfig, "encoder", description=(
-        "embedding RM: sentence-transformers encoder, a HF id or local folder (`all-MiniLM-L6-v2` is the "
-        "packaged copy)."))
-    rm_heads: int = _knob(EmbeddingRewardConfig, "n_ensemble", ge=1, description=(
-        "embedding RM: Bradley-Terry heads trained on bootstrap resamples (their spread is evidence)."))
-    rm_max_seq_length: int = _knob(EmbeddingRewardConfig, "max_seq_length", gt=0, description=(
-        "embedding RM: tokens kept per text by the encoder."))
-    rm_device: str = _knob(EmbeddingRewardConfig, "device", description=(
-        "embedding RM: torch device of the encoder (cpu, cuda, cuda:N, or auto: CUDA when there is a GPU)."))
-    rm_encoder_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = _knob(EmbeddingRewardConfig, "backend")
-    trl_backbone: str = _knob(TrlRewardConfig, "backbone", description=(
-        "trl RM: backbone fine-tuned as a sequence-classification reward model, a HF id or local folder "
-        "(e.g. meta-llama/Llama-3.1-8B-Instruct as in the paper; the default is the packaged MiniLM)."))
-    trl_use_lora: bool = _knob(TrlRewardConfig, "use_lora", description="trl RM: train LoRA adapters (peft) "
-                               "instead of every weight.")
-    trl_lora_rank: int = _knob(TrlRewardConfig, "lora_r", gt=0, description="trl RM: LoRA rank (the paper: 32).")
-    trl_lora_alpha: int = _knob(TrlRewardConfig, "lora_alpha", gt=0, description="trl RM: LoRA alpha (the paper: 64).")
-    trl_max_length: int = _knob(TrlRewardConfig, "max_length", gt=0, description=(
-        "trl RM: tokens of prompt + response (prompt cut from the left, response from the right)."))
-    trl_epochs: float = _knob(TrlRewardConfig, "epochs", gt=0, description="trl RM: passes over the training pairs.")
-    trl_batch_size: int = _knob(TrlRewardConfig, "batch_size", gt=0, description="trl RM: pairs per device step.")
-    trl_learning_rate: float = _knob(TrlRewardConfig, "learning_rate", gt=0, description=(
-        "trl RM: AdamW peak learning rate (1e-4 with LoRA as in the paper; 5e-5 for full fine-tuning)."))
-    trl_device: str = _knob(TrlRewardConfig, "device", description="trl RM: auto (CUDA when available), cpu, cuda.")
     trl_precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="trl RM: bf16 mixed precision, fp32, or auto (bf16 where the hardware has it natively)."
     )
@@ -248,7 +293,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Python logging level.")
     model_title: str = Field("rlthf", description="Prefix of model_version names shown in Label Studio.")
 
-    # --- Limits and refusals (README: "Limits: what is refused, and how") --------------------
+    # --- Limits and refusals (docs/troubleshooting.md: "Limits: what is refused, and how") ----
     max_request_mb: float = Field(
         16.0, gt=0, description="Largest request body the server reads (MB); a larger one is answered 413."
     )
@@ -295,18 +340,17 @@ class Settings(BaseSettings):
             raise ValueError("BASIC_AUTH_USER must not contain ':' (HTTP basic auth cannot carry it)")
         return self
 
+    def _fields_of(self, config: type) -> dict[str, Any]:
+        """The values of ``config``'s fields that KNOBS makes settings, by field name."""
+        return {k.field: getattr(self, name) for name, k in KNOBS.items() if k.config is config}
+
     def engine_config(self) -> EngineConfig:
         """The curation engine as configured (what the training job runs and simulate replays)."""
-        fused = {f.name: getattr(self, f"fused_{f.name}") for f in dataclasses.fields(FusedConfig)}
         return EngineConfig(
             strategy=self.strategy,
-            fused=FusedConfig(**fused),
-            paper=PaperConfig(alpha_schedule=tuple(self.paper_alpha_schedule),
-                              beta_schedule=tuple(self.paper_beta_schedule),
-                              flip_beyond_reflection=self.paper_flip_beyond_reflection),
-            rounds=RoundPolicy(batch_fraction=self.human_batch_fraction,
-                               round_every_n_labels=self.round_every_n_labels,
-                               max_rm_pairs=self.max_rm_pairs),
+            fused=FusedConfig(**self._fields_of(FusedConfig)),
+            paper=PaperConfig(**self._fields_of(PaperConfig)),
+            rounds=RoundPolicy(**self._fields_of(RoundPolicy)),
             seed=self.seed,
         )
 
@@ -314,15 +358,13 @@ class Settings(BaseSettings):
         """The reward model as configured: its kind and that kind's config fields."""
         if self.reward_model == "trl":
             return RewardModelSpec("trl", {
-                "backbone": self.trl_backbone, "use_lora": self.trl_use_lora, "lora_r": self.trl_lora_rank,
-                "lora_alpha": self.trl_lora_alpha, "max_length": self.trl_max_length, "epochs": self.trl_epochs,
-                "batch_size": self.trl_batch_size, "learning_rate": self.trl_learning_rate,
-                "device": self.trl_device, "bf16": {"auto": None, "bf16": True, "fp32": False}[self.trl_precision],
+                **self._fields_of(TrlRewardConfig),
+                "bf16": {"auto": None, "bf16": True, "fp32": False}[self.trl_precision],
                 "seed": self.seed,
             })
         return RewardModelSpec("embedding", {
-            "encoder": self.rm_encoder, "n_ensemble": self.rm_heads, "max_seq_length": self.rm_max_seq_length,
-            "device": self.rm_device, "backend": self.rm_encoder_backend, "seed": self.seed,
+            **self._fields_of(EmbeddingRewardConfig),
+            "seed": self.seed,
             "cache_dir": str(self.data_dir / "embeddings"),
         })
 
@@ -344,12 +386,8 @@ class Settings(BaseSettings):
 #: The settings that define the curation engine and its reward model: what `simulate` takes as
 #: flags (besides the environment) to replay a deployment, and what the training job runs.
 ENGINE_SETTINGS: tuple[str, ...] = (
-    "strategy", "human_batch_fraction", "round_every_n_labels", "max_rm_pairs",
-    *(f"fused_{f.name}" for f in dataclasses.fields(FusedConfig)),
-    "paper_alpha_schedule", "paper_beta_schedule", "paper_flip_beyond_reflection",
-    "reward_model", "rm_encoder", "rm_heads", "rm_max_seq_length", "rm_device", "rm_encoder_backend",
-    "trl_backbone", "trl_use_lora", "trl_lora_rank", "trl_lora_alpha", "trl_max_length", "trl_epochs",
-    "trl_batch_size", "trl_learning_rate", "trl_device", "trl_precision",
+    "strategy", *_knob_names(RoundPolicy, FusedConfig, PaperConfig),
+    "reward_model", *_knob_names(EmbeddingRewardConfig, TrlRewardConfig), "trl_precision",
     "judge_panel_label",
 )
 

@@ -1,6 +1,6 @@
 """The demo project after people answered two batches, seen in a real browser: the report page
 (what to do next, the queue's yield, the curve) and Label Studio's Data Manager ordered as the label
-stream serves it. The two screenshots in the README come from here (``artifacts/*.png``, copied
+stream serves it. The two screenshots of docs/engine.md come from here (``artifacts/*.png``, copied
 to ``docs/``)."""
 
 from __future__ import annotations

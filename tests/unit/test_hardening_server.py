@@ -1,7 +1,7 @@
 """Regression tests of issue 10's findings against the HTTP layer (Flask's test client, real judges).
 
-Each test reproduces one finding as a client sent it; the README's "Limits" section states the
-rules they check.
+Each test reproduces one finding as a client sent it; docs/troubleshooting.md's "Limits" section
+states the rules they check.
 """
 
 from __future__ import annotations
