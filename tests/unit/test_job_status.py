@@ -16,7 +16,7 @@ import redis as redis_mod
 from rlthf_backend.app.jobs import jobs_config
 from rlthf_backend.app.settings import Settings
 from rlthf_backend.app.training import job as job_module
-from rlthf_backend.app.training.pipeline import ProjectNotFound
+from rlthf_backend.app.errors import ProjectNotFound
 from rlthf_backend.jobs import keys, status
 from rlthf_backend.jobs.config import JobsConfig
 from rlthf_backend.server.app import create_app
