@@ -279,9 +279,28 @@ def run_simulate_command(
     pool = load_pool(data_path, judges=judges, limit=limit, label_rule=panel_label_rule)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    progress = None if quiet else echo
     shared: dict[str, Any] = {}
-    doc: dict[str, Any] = {
+    doc = _run_header(data_path, pool, engine, rm, seeds)
+    if not pool.has_llm_labels:
+        _run_ceiling_only(doc, data_path, pool, rm, seeds, shared, echo)
+    else:
+        _run_curation(doc, data_path, pool, engine, rm, judges=judges, panel_label_rule=panel_label_rule,
+                      strategies=strategies, budgets=budgets, seeds=seeds, shared=shared, echo=echo,
+                      progress=None if quiet else echo)
+        plot_results(doc["results"], doc["strategies"], budgets, out_dir / "all_pairs_accuracy.png",
+                     f"{data_path.name}: {len(pool)} pairs, {seeds} seeds")
+        echo(f"plot: {out_dir / 'all_pairs_accuracy.png'}")
+    doc["seconds"] = time.perf_counter() - t0
+    (out_dir / "results.json").write_text(json.dumps(json_safe(doc), indent=1))
+    echo(f"results: {out_dir / 'results.json'} ({doc['seconds']:.0f}s)")
+    return doc
+
+
+def _run_header(data_path: Path, pool: LabelledPool, engine: EngineConfig, rm: RewardModelSpec,
+                seeds: int) -> dict[str, Any]:
+    """The part of results.json every run has: the data, the pool's size and the effective
+    configuration (engine, reward model, evaluation RM) with the metric definitions."""
+    return {
         "data": str(data_path),
         "format": pool.format,
         "pairs": len(pool),
@@ -295,54 +314,71 @@ def run_simulate_command(
         "eval_rm_options": EVAL_RM_OPTIONS,
         "definitions": DEFINITIONS,
     }
-    if not pool.has_llm_labels:
-        accs = rm_ceiling(pool, seeds, eval_rm_for_seed(rm, pool, shared)[0])
-        m, s = _mean_std(accs)
-        doc.update({"mode": "rm_ceiling", "judges": None, "rm_ceiling": {
-            "heldout_rm_accuracy_mean": m, "heldout_rm_accuracy_std": s, "per_seed": accs,
-            "what": "evaluation RM trained on every pool pair's human label (sides shuffled per seed), "
-                    "accuracy on held-out pairs"}})
-        echo(f"{data_path.name}: {len(pool)} pairs, human labels only -> RM capacity ceiling "
-             f"({rm.kind}, trained on human labels): held-out accuracy {100 * m:.1f}% +- {100 * s:.1f} "
-             f"over {seeds} seeds ({', '.join(f'{100 * a:.1f}' for a in accs)})")
-    else:
-        names = strategies_to_run(engine.strategy, strategies)
-        outcomes, per_seed_rm = simulate(pool, engine, rm, names, budgets, seeds, progress=progress)
-        results = aggregate(outcomes)
-        llm_acc = float(np.mean(pool.evidence.llm_a_preferred == pool.human_a_preferred))
-        ceiling = rm_ceiling(pool, seeds, eval_rm_for_seed(rm, pool, shared)[0])
-        doc.update({
-            "rm_ceiling": {"heldout_rm_accuracy_mean": _mean_std(ceiling)[0],
-                           "heldout_rm_accuracy_std": _mean_std(ceiling)[1], "per_seed": ceiling,
-                           "what": "evaluation RM trained on every pool pair's human label"},
-            "eval_rm_per_seed": per_seed_rm,
-            "mode": "curation",
-            "judges": list(judges) if judges else "strongest present per pair",
-            "panel_label_rule": panel_label_rule if judges and len(judges) > 1 else None,
-            "judge_counts": pool.judge_counts,
-            "llm_label_accuracy_all_pairs": llm_acc,
-            "strategies": names,
-            "budgets": list(budgets),
-            "results": results,
-            "targets": targets(results, engine.strategy, budgets),
-            "runs": [asdict(o) for o in outcomes],
-        })
-        echo(f"{data_path.name}: {len(pool)} pairs ({pool.dropped_ties} human ties dropped), pool {doc['pool_size']} "
-             f"+ {len(pool) - doc['pool_size']} held out, judges: {doc['judges']}, LLM labels {100 * llm_acc:.1f}% "
-             f"correct, {seeds} seeds, strategy {engine.strategy}, batch {engine.rounds.batch_fraction:g} of the pool "
-             f"per round, reward model {rm.kind}")
-        echo(format_table(results, names, budgets))
-        echo(f"RM ceiling (evaluation RM trained on all pool human labels): held-out "
-             f"{100 * doc['rm_ceiling']['heldout_rm_accuracy_mean']:.1f}% "
-             f"+- {100 * doc['rm_ceiling']['heldout_rm_accuracy_std']:.1f}")
-        echo(describe_targets(doc["targets"], engine.strategy))
-        plot_results(results, names, budgets, out_dir / "all_pairs_accuracy.png",
-                     f"{data_path.name}: {len(pool)} pairs, {seeds} seeds")
-        echo(f"plot: {out_dir / 'all_pairs_accuracy.png'}")
-    doc["seconds"] = time.perf_counter() - t0
-    (out_dir / "results.json").write_text(json.dumps(json_safe(doc), indent=1))
-    echo(f"results: {out_dir / 'results.json'} ({doc['seconds']:.0f}s)")
-    return doc
+
+
+def _run_ceiling_only(doc: dict[str, Any], data_path: Path, pool: LabelledPool, rm: RewardModelSpec, seeds: int,
+                      shared: dict[str, Any], echo: Callable[[str], None]) -> None:
+    """A pool without LLM labels: add the RM capacity ceiling (evaluation RM on the human
+    labels, held-out accuracy per seed) to ``doc`` and echo it."""
+    accs = rm_ceiling(pool, seeds, eval_rm_for_seed(rm, pool, shared)[0])
+    m, s = _mean_std(accs)
+    doc.update({"mode": "rm_ceiling", "judges": None, "rm_ceiling": {
+        "heldout_rm_accuracy_mean": m, "heldout_rm_accuracy_std": s, "per_seed": accs,
+        "what": "evaluation RM trained on every pool pair's human label (sides shuffled per seed), "
+                "accuracy on held-out pairs"}})
+    echo(f"{data_path.name}: {len(pool)} pairs, human labels only -> RM capacity ceiling "
+         f"({rm.kind}, trained on human labels): held-out accuracy {100 * m:.1f}% +- {100 * s:.1f} "
+         f"over {seeds} seeds ({', '.join(f'{100 * a:.1f}' for a in accs)})")
+
+
+def _run_curation(
+    doc: dict[str, Any],
+    data_path: Path,
+    pool: LabelledPool,
+    engine: EngineConfig,
+    rm: RewardModelSpec,
+    *,
+    judges: Sequence[str] | None,
+    panel_label_rule: str,
+    strategies: Sequence[str],
+    budgets: Sequence[float],
+    seeds: int,
+    shared: dict[str, Any],
+    echo: Callable[[str], None],
+    progress: Callable[[str], None] | None,
+) -> None:
+    """A pool with LLM labels: every strategy x budget x seed replay, the aggregates, the RM
+    ceiling and the targets added to ``doc``; the summary, table and verdict echoed."""
+    names = strategies_to_run(engine.strategy, strategies)
+    outcomes, per_seed_rm = simulate(pool, engine, rm, names, budgets, seeds, progress=progress)
+    results = aggregate(outcomes)
+    llm_acc = float(np.mean(pool.evidence.llm_a_preferred == pool.human_a_preferred))
+    ceiling = rm_ceiling(pool, seeds, eval_rm_for_seed(rm, pool, shared)[0])
+    doc.update({
+        "rm_ceiling": {"heldout_rm_accuracy_mean": _mean_std(ceiling)[0],
+                       "heldout_rm_accuracy_std": _mean_std(ceiling)[1], "per_seed": ceiling,
+                       "what": "evaluation RM trained on every pool pair's human label"},
+        "eval_rm_per_seed": per_seed_rm,
+        "mode": "curation",
+        "judges": list(judges) if judges else "strongest present per pair",
+        "panel_label_rule": panel_label_rule if judges and len(judges) > 1 else None,
+        "judge_counts": pool.judge_counts,
+        "llm_label_accuracy_all_pairs": llm_acc,
+        "strategies": names,
+        "budgets": list(budgets),
+        "results": results,
+        "targets": targets(results, engine.strategy, budgets),
+        "runs": [asdict(o) for o in outcomes],
+    })
+    echo(f"{data_path.name}: {len(pool)} pairs ({pool.dropped_ties} human ties dropped), pool {doc['pool_size']} "
+         f"+ {len(pool) - doc['pool_size']} held out, judges: {doc['judges']}, LLM labels {100 * llm_acc:.1f}% "
+         f"correct, {seeds} seeds, strategy {engine.strategy}, batch {engine.rounds.batch_fraction:g} of the pool "
+         f"per round, reward model {rm.kind}")
+    echo(format_table(results, names, budgets))
+    echo(f"RM ceiling (evaluation RM trained on all pool human labels): held-out "
+         f"{100 * doc['rm_ceiling']['heldout_rm_accuracy_mean']:.1f}% "
+         f"+- {100 * doc['rm_ceiling']['heldout_rm_accuracy_std']:.1f}")
+    echo(describe_targets(doc["targets"], engine.strategy))
 
 
 def describe_targets(t: dict[str, Any], default: str) -> str:

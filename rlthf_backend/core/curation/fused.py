@@ -47,6 +47,7 @@ import numpy as np
 from rlthf_backend.core.curation.hardness import (
     FEATURES,
     PRIOR_WEIGHTS,
+    WrongLabelModel,
     evidence_features,
     fit_wrong_label_model,
     length_log_ratio,
@@ -171,25 +172,42 @@ def _interleave(targeted: np.ndarray, audit: np.ndarray) -> tuple[np.ndarray, np
     return order, slots
 
 
-def plan_fused_round(
-    state: CurationState,
-    rm_factory: RewardModelFactory,
-    config: FusedConfig | None = None,
-    human_batch_size: int = 0,
-    seed: int = 0,
-) -> RoundPlan:
-    """One round of the fused strategy (see the module docstring).
+@dataclass
+class _HardnessFit:
+    """Steps 1-2 of a fused round: the cross-fitted RM evidence and P(LLM label wrong) per pair.
 
-    ``human_batch_size`` 0 gives an export-only round. Deterministic for a given ``seed`` and state.
+    ``weights``: the RM training weights of this round (:func:`fused_training_weights`).
+    ``margins``: cross-fitted RM margin in favour of response a; ``llm_margin`` the same in
+    favour of the LLM's label; ``spread`` the scoring ensemble's spread. ``x``: the evidence
+    features (:func:`~rlthf_backend.core.curation.hardness.evidence_features`). ``known``: 1.0
+    where a person found the LLM label wrong, 0.0 where right, NaN without a human answer
+    (``has_label`` marks the finite ones). ``model``: the fitted hardness model; ``p_wrong`` its
+    in-sample P(LLM label wrong). ``audited``: audited pairs with a human answer, ``audit_wrong``
+    of the ``audit_total`` found the LLM wrong.
     """
-    cfg = config or FusedConfig()
+
+    weights: np.ndarray
+    margins: np.ndarray
+    llm_margin: np.ndarray
+    spread: np.ndarray
+    x: np.ndarray
+    known: np.ndarray
+    has_label: np.ndarray
+    model: WrongLabelModel
+    p_wrong: np.ndarray
+    audited: np.ndarray
+    audit_wrong: int
+    audit_total: int
+
+
+def _fit_hardness(state: CurationState, rm_factory: RewardModelFactory, cfg: FusedConfig, seed: int) -> _HardnessFit:
+    """Steps 1-2: cross-fitted RM margins on the current labels, then the hardness model fitted
+    on every pair a person has answered and its P(LLM label wrong) for every pair."""
     r = state.round_index
-    n = len(state)
     ev = state.evidence
     weights = fused_training_weights(state, cfg)
-    labels = state.working_a_preferred
     margins, spread = cross_fitted_margins(
-        rm_factory, state.pairs, labels, weights, cfg.n_folds, seed=seed * 1_000_003 + 7919 * r
+        rm_factory, state.pairs, state.working_a_preferred, weights, cfg.n_folds, seed=seed * 1_000_003 + 7919 * r
     )
     llm_margin = np.where(ev.llm_a_preferred, margins, -margins)
     length = length_log_ratio(state.pairs) if cfg.use_length_ratio else None
@@ -197,64 +215,84 @@ def plan_fused_round(
     known = state.llm_wrong_where_known()
     has_label = np.isfinite(known)
     model = fit_wrong_label_model(x[has_label], known[has_label], cfg.prior_error_rate, cfg.prior_weights, cfg.prior_sd)
-    p_wrong = model.predict(x)
     audited = state.audited & has_label
-    audit_k, audit_m = int(known[audited].sum()), int(audited.sum())
+    return _HardnessFit(weights, margins, llm_margin, spread, x, known, has_label, model, model.predict(x), audited,
+                       int(known[audited].sum()), int(audited.sum()))
 
-    plan = empty_plan("fused", state)
-    plan.scores.update({"margin": margins, "llm_margin": llm_margin, "spread": spread, "p_wrong": p_wrong})
-    plan.note("fit", {"round": r, "n_folds": cfg.n_folds, "human_weight": cfg.human_weight,
-                      "n_trained": int(np.sum(weights > 0)), "n_human": int(state.human_decisive.sum())},
-              {"hardness_model": model.as_dict(), "audited": audit_m, "audited_wrong": audit_k})
 
-    # --- human batch: audit slice + hardest candidates -------------------------------------
-    cand = np.flatnonzero(~state.labelled)
-    b = max(0, min(int(human_batch_size), len(cand)))
-    rng = np.random.default_rng([seed, r, 1])
+def _choose_human_batch(
+    cand: np.ndarray, p_wrong: np.ndarray, batch: int, audited_so_far: int, cfg: FusedConfig,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 3: the ranked human batch of ``batch`` pairs out of the unlabelled ``cand``, and its
+    audit mask: a random audit slice (:func:`audit_size`, drawn from ``cfg.audit_scope``) spread
+    among the hardest remaining candidates. Draws from ``rng`` in a fixed order: the audit size,
+    the audit pairs, then the tie-breaking shuffle."""
     audit_pool = cand if cfg.audit_scope == "pool" else cand[p_wrong[cand] > 0.5]
-    n_audit = min(audit_size(cfg, b, audit_m, rng), len(audit_pool))
+    n_audit = min(audit_size(cfg, batch, audited_so_far, rng), len(audit_pool))
     audit = rng.choice(audit_pool, size=n_audit, replace=False) if n_audit else np.zeros(0, int)
     rest = np.setdiff1d(cand, audit)
     # hardest first; ties broken by a seeded shuffle, not file order
     shuffled = rest[rng.permutation(len(rest))]
-    targeted = shuffled[np.argsort(-p_wrong[shuffled], kind="stable")][: b - n_audit]
-    order, is_audit = _interleave(targeted, audit)
-    assign_human_batch(plan, order, is_audit)
+    targeted = shuffled[np.argsort(-p_wrong[shuffled], kind="stable")][: batch - n_audit]
+    return _interleave(targeted, audit)
 
-    # --- regions of the unchecked remainder -----------------------------------------------
-    unchecked = np.setdiff1d(cand, order)
-    region = region_of(p_wrong, cfg.drop_threshold)
-    regions = {name: unchecked[region[unchecked] == name] for name in REGIONS}
-    # labelled pairs are placed in regions by out-of-fold P(wrong), as unlabelled pairs are
-    p_placed = p_wrong.copy()
-    if has_label.any():
-        oof = out_of_fold_p_wrong(x[has_label], known[has_label], cfg.n_folds, seed * 31 + r,
+
+@dataclass
+class _Regions:
+    """Step 4's audit: the unchecked pairs of each of :data:`REGIONS` (``members``), per region
+    the audited pairs placed in it and their error rate (``stats``, as in ``summary["regions"]``),
+    and whether the audit confirms the flip region (``flip_confirmed``)."""
+
+    members: dict[str, np.ndarray]
+    stats: dict[str, dict]
+    flip_confirmed: bool
+
+
+def _audit_regions(fit: _HardnessFit, unchecked: np.ndarray, cfg: FusedConfig, seed: int, round_index: int) -> _Regions:
+    """Step 4, the audit per region: ``unchecked`` split by P(wrong); the audited pairs placed by
+    out-of-fold P(wrong) (so the hardness model never grades its own training data), with each
+    region's error rate, its Wilson interval and the posterior probability that it exceeds 1/2.
+    The flip region is confirmed with ``min_audit_for_flip`` audits and ``flip_confidence``."""
+    region = region_of(fit.p_wrong, cfg.drop_threshold)
+    members = {name: unchecked[region[unchecked] == name] for name in REGIONS}
+    p_placed = fit.p_wrong.copy()
+    if fit.has_label.any():
+        oof = out_of_fold_p_wrong(fit.x[fit.has_label], fit.known[fit.has_label], cfg.n_folds, seed * 31 + round_index,
                                   cfg.prior_error_rate, cfg.prior_weights, cfg.prior_sd)
-        p_placed[has_label] = oof
+        p_placed[fit.has_label] = oof
     region_placed = region_of(p_placed, cfg.drop_threshold)
-    region_stats = {}
+    stats = {}
     for name in REGIONS:
-        in_region = audited & (region_placed == name)
-        k, m = int(known[in_region].sum()), int(in_region.sum())
-        region_stats[name] = {
-            "pairs": len(regions[name]),
+        in_region = fit.audited & (region_placed == name)
+        k, m = int(fit.known[in_region].sum()), int(in_region.sum())
+        stats[name] = {
+            "pairs": len(members[name]),
             "audited": m,
             "audited_wrong": k,
             "audited_error_rate": k / m if m else float("nan"),
             "audited_error_ci95": wilson_interval(k, m),
-            "mean_p_wrong": float(p_wrong[regions[name]].mean()) if len(regions[name]) else float("nan"),
+            "mean_p_wrong": float(fit.p_wrong[members[name]].mean()) if len(members[name]) else float("nan"),
             "p_error_above_half": beta_tail_above_half(k, m),
         }
-    fc = region_stats["flip_candidate"]
+    fc = stats["flip_candidate"]
     flip_confirmed = fc["audited"] >= cfg.min_audit_for_flip and fc["p_error_above_half"] >= cfg.flip_confidence
-    plan.note("flip region", {"audited": fc["audited"], "audited_wrong": fc["audited_wrong"],
-                              "flip_confidence": cfg.flip_confidence, "min_audit_for_flip": cfg.min_audit_for_flip},
-              {"flip": bool(flip_confirmed), "pairs": len(regions["flip_candidate"])})
+    return _Regions(members, stats, flip_confirmed)
 
-    flip = regions["flip_candidate"] if flip_confirmed else np.zeros(0, int)
-    suspects = np.concatenate([regions["suspect"], np.zeros(0, int) if flip_confirmed else regions["flip_candidate"]])
+
+def _apply_regions(
+    plan: RoundPlan, regions: _Regions, p_wrong: np.ndarray, cfg: FusedConfig
+) -> tuple[np.ndarray, list[int]]:
+    """Step 4, the decisions: trusted pairs kept, the flip region flipped if the audit confirmed
+    it, suspects (and an unconfirmed flip region) handled by ``cfg.suspect_policy``, at most
+    ``max_drop_fraction`` of the pool dropped, most suspect first. Sets ``plan.status``; returns
+    the per-pair flip mask and the ask queue."""
+    n = len(plan.status)
+    members, flip_confirmed = regions.members, regions.flip_confirmed
+    flip = members["flip_candidate"] if flip_confirmed else np.zeros(0, int)
+    suspects = np.concatenate([members["suspect"], np.zeros(0, int) if flip_confirmed else members["flip_candidate"]])
     suspects = suspects[np.argsort(-p_wrong[suspects], kind="stable")]
-    plan.status[regions["trusted"]] = "keep"
+    plan.status[members["trusted"]] = "keep"
     flipped = np.zeros(n, bool)
     flipped[flip] = True
     plan.status[flip] = "flip"
@@ -274,40 +312,90 @@ def plan_fused_round(
             ask_queue = dropped.tolist()
         plan.note("suspects", {"policy": policy, "drop_threshold": cfg.drop_threshold, "cap": cap},
                   {"dropped": len(dropped), "kept_over_cap": len(kept)})
+    return flipped, ask_queue
 
+
+def _set_labels_and_weights(plan: RoundPlan, state: CurationState, flipped: np.ndarray, cfg: FusedConfig) -> None:
+    """The exported labels (human answers, else the LLM label with ``flipped`` applied) and the
+    next round's RM weights (0 for dropped pairs and human ties, ``human_weight`` for answers)."""
     plan.flipped = flipped
-    plan.label_a_preferred = np.where(state.human_decisive, state.working_a_preferred, ev.llm_a_preferred ^ flipped)
+    plan.label_a_preferred = np.where(state.human_decisive, state.working_a_preferred,
+                                      state.evidence.llm_a_preferred ^ flipped)
     plan.rm_excluded = (plan.status == "drop") | (state.human == HUMAN_TIE)
     plan.train_weight = np.where(plan.rm_excluded, 0.0, 1.0)
     plan.train_weight[state.human_decisive] = cfg.human_weight
 
-    # --- estimates and the stopping signal ------------------------------------------------
+
+def _summarise_round(
+    plan: RoundPlan, state: CurationState, fit: _HardnessFit, regions: _Regions, remaining: np.ndarray, batch: int,
+    ask_queue: list[int], cfg: FusedConfig,
+) -> None:
+    """Step 5: ``plan.summary`` (wrong labels expected in the export, by the model and by the
+    audit; the yield expected of the next batch of ``batch`` pairs, from the ``remaining``
+    unlabelled ones) and the stop signal."""
+    p_wrong = fit.p_wrong
     exported_unchecked = np.flatnonzero(np.isin(plan.status, ("keep", "flip")) & ~state.labelled)
-    p_export_wrong = np.where(flipped, 1 - p_wrong, p_wrong)
-    audit_all = int(audited.sum())
-    audit_wrong = int(known[audited].sum())
-    remaining = np.setdiff1d(cand, order)
-    next_batch = np.sort(p_wrong[remaining])[::-1][: max(b, 1)]
+    p_export_wrong = np.where(plan.flipped, 1 - p_wrong, p_wrong)
+    next_batch = np.sort(p_wrong[remaining])[::-1][: max(batch, 1)]
     expected_yield = float(next_batch.mean()) if len(next_batch) else 0.0
     plan.summary = {
-        "hardness_model": model.as_dict(),
-        "regions": region_stats,
-        "flip_confirmed": bool(flip_confirmed),
-        "audited_pairs": audit_all,
-        "audited_error_rate": audit_wrong / audit_all if audit_all else float("nan"),
-        "audited_error_ci95": wilson_interval(audit_wrong, audit_all),
+        "hardness_model": fit.model.as_dict(),
+        "regions": regions.stats,
+        "flip_confirmed": bool(regions.flip_confirmed),
+        "audited_pairs": fit.audit_total,
+        "audited_error_rate": fit.audit_wrong / fit.audit_total if fit.audit_total else float("nan"),
+        "audited_error_ci95": wilson_interval(fit.audit_wrong, fit.audit_total),
         "expected_wrong_in_export_model": float(p_export_wrong[exported_unchecked].sum()),
-        "expected_wrong_in_export_audit": _audit_based_wrong(region_stats, plan, regions),
+        "expected_wrong_in_export_audit": _audit_based_wrong(regions.stats, plan, regions.members),
         "expected_yield_next_batch": expected_yield,
         "ask_queue": ask_queue,
         "features": list(FEATURES),
     }
-    if len(cand) == 0:
+    if state.labelled.all():
         plan.stop, plan.stop_reason = True, "every pair has a human label"
     elif expected_yield < cfg.stop_min_yield:
         plan.stop = True
         plan.stop_reason = (f"next batch expected to fix {expected_yield:.2f} wrong labels per human label "
                             f"(< stop_min_yield {cfg.stop_min_yield})")
+
+
+def plan_fused_round(
+    state: CurationState,
+    rm_factory: RewardModelFactory,
+    config: FusedConfig | None = None,
+    human_batch_size: int = 0,
+    seed: int = 0,
+) -> RoundPlan:
+    """One round of the fused strategy (see the module docstring).
+
+    ``human_batch_size`` 0 gives an export-only round. Deterministic for a given ``seed`` and state.
+    """
+    cfg = config or FusedConfig()
+    r = state.round_index
+    fit = _fit_hardness(state, rm_factory, cfg, seed)
+    plan = empty_plan("fused", state)
+    plan.scores.update({"margin": fit.margins, "llm_margin": fit.llm_margin, "spread": fit.spread,
+                        "p_wrong": fit.p_wrong})
+    plan.note("fit", {"round": r, "n_folds": cfg.n_folds, "human_weight": cfg.human_weight,
+                      "n_trained": int(np.sum(fit.weights > 0)), "n_human": int(state.human_decisive.sum())},
+              {"hardness_model": fit.model.as_dict(), "audited": fit.audit_total, "audited_wrong": fit.audit_wrong})
+
+    cand = np.flatnonzero(~state.labelled)
+    b = max(0, min(int(human_batch_size), len(cand)))
+    rng = np.random.default_rng([seed, r, 1])  # the batch's own stream: the RM folds use other seeds
+    order, is_audit = _choose_human_batch(cand, fit.p_wrong, b, fit.audit_total, cfg, rng)
+    assign_human_batch(plan, order, is_audit)
+
+    unchecked = np.setdiff1d(cand, order)
+    regions = _audit_regions(fit, unchecked, cfg, seed, r)
+    fc = regions.stats["flip_candidate"]
+    plan.note("flip region", {"audited": fc["audited"], "audited_wrong": fc["audited_wrong"],
+                              "flip_confidence": cfg.flip_confidence, "min_audit_for_flip": cfg.min_audit_for_flip},
+              {"flip": bool(regions.flip_confirmed), "pairs": len(regions.members["flip_candidate"])})
+    flipped, ask_queue = _apply_regions(plan, regions, fit.p_wrong, cfg)
+    _set_labels_and_weights(plan, state, flipped, cfg)
+    # the yield of the next batch is read off the pairs this batch left unchecked
+    _summarise_round(plan, state, fit, regions, unchecked, b, ask_queue, cfg)
     return plan
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rlthf_backend.core.curation.plan import RoundPlan, assign_human_batch, empty_plan
-from rlthf_backend.core.curation.points import PointsConfig, find_curve_points
+from rlthf_backend.core.curation.points import CurvePoints, PointsConfig, find_curve_points
 from rlthf_backend.core.curation.scoring import RewardModelFactory, in_sample_margins
 from rlthf_backend.core.curation.state import HUMAN_TIE, CurationState
 
@@ -75,6 +75,66 @@ def paper_round_weights(state: CurationState, config: PaperConfig) -> np.ndarray
     return paper_training_weights(state, schedule_value(config.alpha_schedule, state.round_index))
 
 
+@dataclass(frozen=True)
+class _PaperRegions:
+    """Step 4's regions, as pair indices: ``keep``, ``hold``, the human ``batch`` (in asking
+    order) and ``beyond`` (at or beyond the reflection point); ``batch_size``, and the ranks
+    where the batch starts (``batch_start``) and the keep region ends (``keep_end``)."""
+
+    keep: np.ndarray
+    hold: np.ndarray
+    batch: np.ndarray
+    beyond: np.ndarray
+    batch_size: int
+    batch_start: int
+    keep_end: int
+
+
+def _split_regions(order: np.ndarray, pts: CurvePoints, human_batch_size: int, beta: float) -> _PaperRegions:
+    """Step 4: cut the candidates ranked by ``order`` (delta descending) at the curve points
+    ``pts``: keep up to the knee backed off by ``beta`` toward the elbow, the batch of at most
+    ``human_batch_size`` just left of the reflection point, hold in between, beyond after it."""
+    b = max(0, min(int(human_batch_size), pts.reflection))
+    batch_start = pts.reflection - b
+    keep_end = int(round(pts.knee - beta * (pts.knee - pts.elbow)))
+    keep_end = min(keep_end, batch_start)
+    ranks = np.arange(len(order))
+    return _PaperRegions(
+        keep=order[ranks < keep_end],
+        hold=order[(ranks >= keep_end) & (ranks < batch_start)],
+        batch=order[batch_start : pts.reflection][::-1],  # moving left from the reflection point
+        beyond=order[pts.reflection :],
+        batch_size=b,
+        batch_start=batch_start,
+        keep_end=keep_end,
+    )
+
+
+def _apply_paper_regions(plan: RoundPlan, state: CurationState, regions: _PaperRegions, cfg: PaperConfig) -> None:
+    """Step 4 on the plan: statuses, the human batch, flips beyond the reflection point (if
+    ``flip_beyond_reflection``), the exported labels, and the next round's RM weights (holds and
+    human ties at 0, human labels at the next round's alpha)."""
+    plan.status[regions.keep] = "keep"
+    plan.status[regions.hold] = "hold"
+    assign_human_batch(plan, regions.batch)
+    flipped = state.flipped.copy()
+    beyond = regions.beyond
+    if cfg.flip_beyond_reflection and len(beyond):
+        plan.status[beyond] = "flip"
+        flipped[beyond] = ~flipped[beyond]
+    else:
+        plan.status[beyond] = "keep"
+    plan.flipped = flipped & ~state.human_decisive
+    plan.label_a_preferred = np.where(state.human_decisive, state.working_a_preferred,
+                                      state.evidence.llm_a_preferred ^ plan.flipped)
+    # "flip" in the export means: differs from the LLM label without a person.
+    plan.rm_excluded = np.zeros(len(state), bool)
+    plan.rm_excluded[regions.hold] = True
+    plan.rm_excluded |= state.human == HUMAN_TIE
+    plan.train_weight = np.where(plan.rm_excluded, 0.0, 1.0)
+    plan.train_weight[state.human_decisive] = schedule_value(cfg.alpha_schedule, state.round_index + 1)
+
+
 def plan_paper_round(
     state: CurationState,
     rm_factory: RewardModelFactory,
@@ -107,42 +167,16 @@ def plan_paper_round(
     order = cand[descending_order(delta[cand], seed=seed * 1_000_003 + r)]
     pts = find_curve_points(delta[order], cfg.points)
     n_c = len(order)
-    b = max(0, min(int(human_batch_size), pts.reflection))
-    batch_start = pts.reflection - b
-    keep_end = int(round(pts.knee - beta * (pts.knee - pts.elbow)))
-    keep_end = min(keep_end, batch_start)
+    regions = _split_regions(order, pts, human_batch_size, beta)
+    _apply_paper_regions(plan, state, regions, cfg)
 
-    ranks = np.arange(n_c)
-    keep = order[ranks < keep_end]
-    hold = order[(ranks >= keep_end) & (ranks < batch_start)]
-    batch = order[batch_start : pts.reflection][::-1]  # moving left from the reflection point
-    beyond = order[pts.reflection :]
-
-    plan.status[keep] = "keep"
-    plan.status[hold] = "hold"
-    assign_human_batch(plan, batch)
-    flipped = state.flipped.copy()
-    if cfg.flip_beyond_reflection and len(beyond):
-        plan.status[beyond] = "flip"
-        flipped[beyond] = ~flipped[beyond]
-    else:
-        plan.status[beyond] = "keep"
-    plan.flipped = flipped & ~state.human_decisive
-    plan.label_a_preferred = np.where(state.human_decisive, state.working_a_preferred,
-                                      state.evidence.llm_a_preferred ^ plan.flipped)
-    # "flip" in the export means: differs from the LLM label without a person.
-    plan.rm_excluded = np.zeros(len(state), bool)
-    plan.rm_excluded[hold] = True
-    plan.rm_excluded |= state.human == HUMAN_TIE
-    plan.train_weight = np.where(plan.rm_excluded, 0.0, 1.0)
-    plan.train_weight[state.human_decisive] = schedule_value(cfg.alpha_schedule, r + 1)
-
-    plan.summary = {"points": pts.as_dict(), "alpha": alpha, "beta": beta, "keep_end": keep_end,
-                    "batch_start": batch_start, "n_candidates": n_c}
+    plan.summary = {"points": pts.as_dict(), "alpha": alpha, "beta": beta, "keep_end": regions.keep_end,
+                    "batch_start": regions.batch_start, "n_candidates": n_c}
     plan.note("curve points", {"n_candidates": n_c, "config": vars(cfg.points)}, pts.as_dict())
-    plan.note("regions", {"beta": beta, "batch_size": b, "keep_end": keep_end, "reflection": pts.reflection},
-              {"keep": len(keep), "hold": len(hold), "human": len(batch),
-               "flip": len(beyond) if cfg.flip_beyond_reflection else 0})
-    if b > 0 and len(batch) == 0:
+    plan.note("regions", {"beta": beta, "batch_size": regions.batch_size, "keep_end": regions.keep_end,
+                          "reflection": pts.reflection},
+              {"keep": len(regions.keep), "hold": len(regions.hold), "human": len(regions.batch),
+               "flip": len(regions.beyond) if cfg.flip_beyond_reflection else 0})
+    if regions.batch_size > 0 and len(regions.batch) == 0:
         plan.stop, plan.stop_reason = True, "no pairs left of the reflection point to ask"
     return plan

@@ -12,6 +12,7 @@ to be pickled.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,11 +93,35 @@ def train_heads(
         mlp_weight_decay: L2 coefficient of the MLP weights (None: ``weight_decay``).
     """
     gen = torch.Generator().manual_seed(seed)
-    params = init_params(spec, gen)
+    params = init_params(spec, gen)  # also with ``init``: it checks the kind and names the parameters
     if init is not None:
         params = {k: torch.as_tensor(init[k], dtype=torch.float32).clone() for k in params}
     for p in params.values():
         p.requires_grad_(True)
+    objective = _bt_objective(
+        params, spec, xa, xb, sign, sample_weights, weight_decay=weight_decay, label_smoothing=label_smoothing,
+        mlp_weight_decay=weight_decay if mlp_weight_decay is None else float(mlp_weight_decay),
+    )
+    _minimise(objective, list(params.values()), optimizer, epochs=epochs, lr=lr)
+    return {k: v.detach().numpy().copy() for k, v in params.items()}
+
+
+def _bt_objective(
+    params: dict[str, torch.Tensor],
+    spec: HeadSpec,
+    xa: np.ndarray,
+    xb: np.ndarray,
+    sign: np.ndarray,
+    sample_weights: np.ndarray,
+    *,
+    weight_decay: float,
+    label_smoothing: float,
+    mlp_weight_decay: float,
+) -> Callable[[], torch.Tensor]:
+    """The loss :func:`train_heads` minimises, as a closure over ``params``: the sum over members
+    of each member's weighted mean label-smoothed Bradley-Terry log-loss (weights normalised per
+    member), plus half the L2 penalty (``weight_decay`` on ``w``, ``mlp_weight_decay`` on the MLP
+    weights)."""
     ta = torch.as_tensor(xa, dtype=torch.float32)
     tb = torch.as_tensor(xb, dtype=torch.float32)
     s = torch.as_tensor(sign, dtype=torch.float32)[None, :]
@@ -104,7 +129,6 @@ def train_heads(
     norm = sw.sum(dim=1, keepdim=True).clamp_min(1e-12)
     sw = sw / norm
     eps = float(label_smoothing)
-    mlp_wd = weight_decay if mlp_weight_decay is None else float(mlp_weight_decay)
     diff = ta - tb if spec.kind == "linear" else None
 
     def objective() -> torch.Tensor:
@@ -114,10 +138,17 @@ def train_heads(
         data = (sw * per_pair).sum()  # sum over members of each member's weighted mean loss
         l2 = weight_decay * (params["w"] ** 2).sum()
         if "W1" in params:
-            l2 = l2 + mlp_wd * ((params["W1"] ** 2).sum() + (params["w2"] ** 2).sum())
+            l2 = l2 + mlp_weight_decay * ((params["W1"] ** 2).sum() + (params["w2"] ** 2).sum())
         return data + 0.5 * l2
 
-    plist = list(params.values())
+    return objective
+
+
+def _minimise(
+    objective: Callable[[], torch.Tensor], plist: list[torch.Tensor], optimizer: str, *, epochs: int, lr: float
+) -> None:
+    """Run ``optimizer`` on ``objective`` over the tensors ``plist`` in place: "lbfgs" (up to
+    ``epochs`` iterations, strong-Wolfe line search) or "adam" (``epochs`` full-batch steps)."""
     if optimizer == "lbfgs":
         opt = torch.optim.LBFGS(
             plist, lr=lr, max_iter=epochs, history_size=20, line_search_fn="strong_wolfe",
@@ -140,7 +171,6 @@ def train_heads(
             opt.step()
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}; expected 'lbfgs' or 'adam'")
-    return {k: v.detach().numpy().copy() for k, v in params.items()}
 
 
 def train_ensemble(

@@ -262,88 +262,126 @@ def load_pool(
         fmt = detect_format(first[1])
     except ValueError as exc:
         raise ValueError(f"{path}:{first[0]}: {exc}") from None
-    pairs: list[Pair] = []
-    human: list[bool] = []
-    groups: list[str] = []
-    llm: list[float] = []  # 1 a, 0 b, nan none
-    swapped: list[float] = []
-    prob: list[float] = []
-    tie: list[bool] = []
-    failed: list[bool] = []
-    panel: list[float] = []
-    judge_counts: Counter[str] = Counter()
-    ties = 0
-    skipped = 0
-
-    def code(v: object) -> float:
-        return 1.0 if v == "a" else 0.0 if v == "b" else np.nan
-
+    rows = _PoolRows()
     for line_no, rec in _chain(first, records):
-        if limit is not None and len(pairs) >= limit:
+        if limit is not None and len(rows.pairs) >= limit:
             break
         rec = _checked(rec, fmt, f"{path}:{line_no}")
         if fmt == "chosen_rejected":
-            pc, rc = split_transcript(rec["chosen"])
-            pr, rr = split_transcript(rec["rejected"])
-            pairs.append(Pair(pc, rc, rr, extra={"prompt_rejected": pr} if pr != pc else {}))
-            human.append(True)
-            groups.append("hh")
-            continue
-        label = rec.get("human_label")
-        if label not in ("a", "b"):
-            ties += 1
-            continue
-        llm_labels = rec.get("llm_labels") or {}
-        if fmt == "judged" and judges and pick_judge(llm_labels, judges[0])[0] is None:
+            _add_transcript_pair(rows, rec)
+        elif rec.get("human_label") not in ("a", "b"):
+            rows.ties += 1
+        elif fmt == "judged" and judges and pick_judge(rec.get("llm_labels") or {}, judges[0])[0] is None:
             # a named judge defines the pool: pairs it never saw are not part of the replay
-            skipped += 1
-            continue
-        pairs.append(Pair(_text(rec["prompt"]), _text(rec["response_a"]), _text(rec["response_b"]),
-                          extra={"id": rec.get("id")}))
-        human.append(label == "a")
-        groups.append(str(rec.get("subset") or rec.get("source") or ""))
-        if fmt == "judged":
-            key, v, stronger_tie = pick_judge(llm_labels, judges[0] if judges else None)
-            judge_counts[key or "(none)"] += 1
-            ab, ba = v.get("ab"), v.get("ba")
-            first_ab = ab if ab in ("a", "b") else ba
-            other = ba if first_ab == ab else ab
-            share = None
-            if judges and len(judges) > 1:
-                first_ab, other, share = _panel_view(llm_labels, judges, key, ab, ba, first_ab, other, label_rule)
-            panel.append(np.nan if share is None else share)
-            llm.append(code(first_ab))
-            swapped.append(code(other) if first_ab in ("a", "b") else np.nan)
-            tie.append(stronger_tie or "tie" in (ab, ba))
-            # the (a, b) order is always asked; nothing readable there is a failed judgment
-            failed.append(key is None or ab is None)
-            prob.append(np.nan)
+            rows.skipped += 1
         else:
-            ll = rec.get("llm_label")
-            judge_counts["llm_label"] += 1
-            llm.append(code(ll))
-            sw = rec.get("llm_label_swapped")
-            swapped.append(code(sw) if ll in ("a", "b") else np.nan)
-            tie.append(ll == "tie" or sw == "tie")
-            failed.append(ll not in ("a", "b", "tie") or ("llm_label_swapped" in rec and sw is None))
-            p = rec.get("llm_prob")
-            prob.append(float(p) if p is not None and ll in ("a", "b") else np.nan)
-            panel.append(np.nan)
+            _add_pair(rows, rec)
+            if fmt == "judged":
+                _add_judged_evidence(rows, rec.get("llm_labels") or {}, judges, label_rule)
+            else:
+                _add_plain_evidence(rows, rec)
+    if not rows.pairs:
+        raise ValueError(f"{path}: no usable pairs ({rows.ties} with a human tie, {rows.skipped} without the named "
+                         "judge)")
+    return _to_pool(rows, fmt, seed)
 
-    if not pairs:
-        raise ValueError(f"{path}: no usable pairs ({ties} with a human tie, {skipped} without the named judge)")
-    human_arr = np.asarray(human, dtype=bool)
+
+@dataclass
+class _PoolRows:
+    """What :func:`load_pool` gathers, one entry per usable pair: the pair, whether people
+    preferred a, its group; and the LLM evidence as codes (1.0 a, 0.0 b, NaN none) of the label
+    (``llm``) and of the other order's verdict (``swapped``), the judge's probability, the tie and
+    parse-failure flags and the panel's disagreement. ``ties``: human ties dropped; ``skipped``:
+    pairs the named judge never saw."""
+
+    pairs: list[Pair] = field(default_factory=list)
+    human: list[bool] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    llm: list[float] = field(default_factory=list)
+    swapped: list[float] = field(default_factory=list)
+    prob: list[float] = field(default_factory=list)
+    tie: list[bool] = field(default_factory=list)
+    failed: list[bool] = field(default_factory=list)
+    panel: list[float] = field(default_factory=list)
+    judge_counts: Counter[str] = field(default_factory=Counter)
+    ties: int = 0
+    skipped: int = 0
+
+
+def _code(v: object) -> float:
+    """A verdict as a number: 1.0 for a, 0.0 for b, NaN for anything else."""
+    return 1.0 if v == "a" else 0.0 if v == "b" else np.nan
+
+
+def _add_transcript_pair(rows: _PoolRows, rec: dict) -> None:
+    """A chosen/rejected record as a pair with response a the chosen one (no LLM evidence)."""
+    pc, rc = split_transcript(rec["chosen"])
+    pr, rr = split_transcript(rec["rejected"])
+    rows.pairs.append(Pair(pc, rc, rr, extra={"prompt_rejected": pr} if pr != pc else {}))
+    rows.human.append(True)
+    rows.groups.append("hh")
+
+
+def _add_pair(rows: _PoolRows, rec: dict) -> None:
+    """A judged or plain record's pair, human label (a or b) and group."""
+    rows.pairs.append(Pair(_text(rec["prompt"]), _text(rec["response_a"]), _text(rec["response_b"]),
+                           extra={"id": rec.get("id")}))
+    rows.human.append(rec.get("human_label") == "a")
+    rows.groups.append(str(rec.get("subset") or rec.get("source") or ""))
+
+
+def _add_judged_evidence(rows: _PoolRows, llm_labels: dict, judges: Sequence[str] | None,
+                         label_rule: LabelRule) -> None:
+    """The LLM evidence of a judged pair: the chosen judge's label (its (a, b)-order verdict, else
+    the other order's), the other order's verdict, and with two or more ``judges`` the panel's
+    label and disagreement."""
+    key, v, stronger_tie = pick_judge(llm_labels, judges[0] if judges else None)
+    rows.judge_counts[key or "(none)"] += 1
+    ab, ba = v.get("ab"), v.get("ba")
+    first_ab = ab if ab in ("a", "b") else ba
+    other = ba if first_ab == ab else ab
+    share = None
+    if judges and len(judges) > 1:
+        first_ab, other, share = _panel_view(llm_labels, judges, key, ab, ba, first_ab, other, label_rule)
+    rows.panel.append(np.nan if share is None else share)
+    rows.llm.append(_code(first_ab))
+    rows.swapped.append(_code(other) if first_ab in ("a", "b") else np.nan)
+    rows.tie.append(stronger_tie or "tie" in (ab, ba))
+    # the (a, b) order is always asked; nothing readable there is a failed judgment
+    rows.failed.append(key is None or ab is None)
+    rows.prob.append(np.nan)
+
+
+def _add_plain_evidence(rows: _PoolRows, rec: dict) -> None:
+    """The LLM evidence of a plain record: ``llm_label``, ``llm_label_swapped`` and ``llm_prob``."""
+    ll = rec.get("llm_label")
+    rows.judge_counts["llm_label"] += 1
+    rows.llm.append(_code(ll))
+    sw = rec.get("llm_label_swapped")
+    rows.swapped.append(_code(sw) if ll in ("a", "b") else np.nan)
+    rows.tie.append(ll == "tie" or sw == "tie")
+    rows.failed.append(ll not in ("a", "b", "tie") or ("llm_label_swapped" in rec and sw is None))
+    p = rec.get("llm_prob")
+    rows.prob.append(float(p) if p is not None and ll in ("a", "b") else np.nan)
+    rows.panel.append(np.nan)
+
+
+def _to_pool(rows: _PoolRows, fmt: str, seed: int) -> LabelledPool:
+    """The pool of the gathered ``rows``; pairs without an LLM preference get a placeholder
+    label drawn with ``seed`` (one draw per pair, in file order) and are flagged as failed
+    unless the judge called them a tie."""
+    human_arr = np.asarray(rows.human, dtype=bool)
     if fmt == "chosen_rejected":
-        return LabelledPool(pairs, human_arr, None, fmt, {}, groups, 0)
-    llm_arr = np.asarray(llm, dtype=float)
+        return LabelledPool(rows.pairs, human_arr, None, fmt, {}, rows.groups, 0)
+    llm_arr = np.asarray(rows.llm, dtype=float)
     missing = np.isnan(llm_arr)
     placeholder = np.random.default_rng(seed).random(len(llm_arr)) < 0.5
     a = np.where(missing, placeholder, llm_arr == 1.0)
-    tie_arr = np.asarray(tie, bool)
-    failed_arr = np.asarray(failed, bool) | (missing & ~tie_arr)
-    ev = JudgeEvidence.from_arrays(a, np.asarray(swapped, float), np.asarray(prob, float), tie_arr, failed_arr,
-                                   np.asarray(panel, float))
-    return LabelledPool(pairs, human_arr, ev, fmt, dict(judge_counts), groups, ties, skipped)
+    tie_arr = np.asarray(rows.tie, bool)
+    failed_arr = np.asarray(rows.failed, bool) | (missing & ~tie_arr)
+    ev = JudgeEvidence.from_arrays(a, np.asarray(rows.swapped, float), np.asarray(rows.prob, float), tie_arr,
+                                   failed_arr, np.asarray(rows.panel, float))
+    return LabelledPool(rows.pairs, human_arr, ev, fmt, dict(rows.judge_counts), rows.groups, rows.ties, rows.skipped)
 
 
 def _panel_view(llm_labels: dict, judges: Sequence[str], key: str | None, ab, ba, first_ab, other,
