@@ -8,10 +8,12 @@ newest version's stored judgments say what the judge said, so the export never a
 
 from __future__ import annotations
 
+import logging
+
 from rlthf_backend.core.types import Judgment
 from rlthf_backend.export.rows import DecidingRound
-from rlthf_backend.registry.versions import ModelRegistry
 from rlthf_backend.registry.records import (
+    RoundFileError,
     RoundLogLine,
     RoundRecord,
     newest_round_version,
@@ -19,6 +21,9 @@ from rlthf_backend.registry.records import (
     read_margins,
     read_round_log,
 )
+from rlthf_backend.registry.versions import ModelRegistry
+
+log = logging.getLogger(__name__)
 
 
 def asked_in(round_log: list[RoundLogLine]) -> dict[int, tuple[int, str]]:
@@ -48,5 +53,9 @@ def load_deciding_round(registry: ModelRegistry, project_id: int) -> DecidingRou
 
 def stored_judgments(registry: ModelRegistry, project_id: int) -> dict[int, Judgment]:
     """The judge's verdicts the newest training used, by task id ({} before any training)."""
-    latest = registry.latest(project_id)
-    return read_judgments(latest.path) if latest is not None else {}
+    for version in reversed(registry.versions(project_id)):
+        try:
+            return read_judgments(version.path)
+        except RoundFileError as exc:  # judged again below rather than failing the export
+            log.warning("project %s: passing over version %s (%s)", project_id, version.version, exc)
+    return {}

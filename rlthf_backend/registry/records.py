@@ -92,6 +92,21 @@ class CarriedState:
             return cls()
         return cls.from_json(_read_json(version.path / STATE_FILE))
 
+    @classmethod
+    def newest(cls, registry: ModelRegistry, project_id: int) -> CarriedState:
+        """The state of the newest version whose ``state.json`` reads: a damaged or missing one
+        (garbage, truncated, a version with only ``meta.json``) falls back to the version before it,
+        with a warning, so a training neither fails for ever nor forgets earlier rounds."""
+        for version in reversed(registry.versions(project_id)):
+            try:
+                if (version.path / STATE_FILE).is_file():
+                    return cls.from_json(_read_json(version.path / STATE_FILE))
+                log.warning("project %s: version %s has no %s; using the version before it", project_id,
+                            version.version, STATE_FILE)
+            except RoundFileError as exc:
+                log.warning("project %s: %s; using the version before it", project_id, exc)
+        return cls()
+
 
 @dataclass(frozen=True)
 class TaskDecision:
@@ -234,10 +249,17 @@ def read_judgments(version_dir: Path) -> dict[int, Judgment]:
 
 
 def newest_round_version(registry: ModelRegistry, project_id: int) -> VersionInfo | None:
-    """The newest published version holding a ``round.json``, or None."""
+    """The newest published version holding an intact round: a ``round.json`` and margins that
+    read (a damaged one is passed over with a warning), or None."""
     for version in reversed(registry.versions(project_id)):
-        if (version.path / ROUND_FILE).is_file():
+        if not (version.path / ROUND_FILE).is_file():
+            continue
+        try:
+            RoundRecord.read(version)
+            read_margins(version.path)
             return version
+        except RoundFileError as exc:
+            log.warning("project %s: passing over version %s (%s)", project_id, version.version, exc)
     return None
 
 

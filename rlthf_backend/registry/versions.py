@@ -16,6 +16,7 @@ Layout::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -25,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _VERSION_RE = re.compile(r"^(?P<title>[\w.-]+)-p(?P<project>\d+)-v(?P<number>\d{4,})$")
 
@@ -68,16 +71,29 @@ class ModelRegistry:
         return self.root / f"project-{int(project_id)}"
 
     def versions(self, project_id: int) -> list[VersionInfo]:
-        """Published versions, oldest first."""
+        """Published versions, oldest first. A version folder whose ``meta.json`` is missing (an
+        interrupted copy) or unreadable is left out, with a warning naming it."""
+        out = []
+        for number, path in self._version_folders(project_id):
+            if not (path / "meta.json").is_file():
+                continue
+            try:
+                out.append(self._info(path, number))
+            except RegistryError as exc:
+                log.warning("registry: leaving out version %s (%s)", path.name, exc)
+        return out
+
+    def _version_folders(self, project_id: int) -> list[tuple[int, Path]]:
+        """Every folder named like one of the project's versions, complete or not, by number."""
         pdir = self.project_dir(project_id)
         if not pdir.is_dir():
             return []
         found = []
         for child in pdir.iterdir():
             m = _VERSION_RE.match(child.name)
-            if m and int(m["project"]) == int(project_id) and (child / "meta.json").is_file():
+            if m and int(m["project"]) == int(project_id) and child.is_dir():
                 found.append((int(m["number"]), child))
-        return [self._info(path, number) for number, path in sorted(found)]
+        return sorted(found)
 
     def latest(self, project_id: int) -> VersionInfo | None:
         """The newest published version (the one ``LATEST`` names), or None."""
@@ -88,11 +104,14 @@ class ModelRegistry:
             return None
         m = _VERSION_RE.match(name)
         path = pdir / name
-        if not m or not (path / "meta.json").is_file():
-            # LATEST names a pruned or foreign folder: fall back to the newest complete one.
-            versions = self.versions(project_id)
-            return versions[-1] if versions else None
-        return self._info(path, int(m["number"]))
+        if m and (path / "meta.json").is_file():
+            try:
+                return self._info(path, int(m["number"]))
+            except RegistryError as exc:
+                log.warning("registry: LATEST names a damaged version (%s); using the newest intact one", exc)
+        # LATEST names a pruned, foreign or damaged folder: fall back to the newest complete one.
+        versions = self.versions(project_id)
+        return versions[-1] if versions else None
 
     def get(self, project_id: int, version: str) -> VersionInfo | None:
         m = _VERSION_RE.match(version)
@@ -112,8 +131,10 @@ class ModelRegistry:
         pdir = self.project_dir(project_id)
         pdir.mkdir(parents=True, exist_ok=True)
         self._remove_stale_tmp(pdir)
-        existing = self.versions(project_id)
-        number = (existing[-1].number + 1) if existing else 1
+        # Numbered past every version-like folder, complete or not: a folder an interrupted copy left
+        # without meta.json must never be in the way of the rename below.
+        existing = self._version_folders(project_id)
+        number = (existing[-1][0] + 1) if existing else 1
         version = f"{self.title}-p{int(project_id)}-v{number:04d}"
         tmp = pdir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()

@@ -16,6 +16,7 @@ per-task :class:`TaskDecision`). Summary keys used:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,17 +24,21 @@ from typing import Any
 import numpy as np
 
 from rlthf_backend.core.curation import CurvePoints, find_curve_points
-from rlthf_backend.registry.records import QueueCheck, read_check
-from rlthf_backend.registry.versions import ModelRegistry
 from rlthf_backend.registry.records import (
     ROUND_FILE,
+    QueueCheck,
+    RoundFileError,
     RoundLogLine,
     RoundRecord,
     TaskDecision,
     newest_round_version,
+    read_check,
     read_margins,
     read_round_log,
 )
+from rlthf_backend.registry.versions import ModelRegistry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -299,7 +304,10 @@ def load_report_data(
     records = {}
     for v in registry.versions(project_id):
         if (v.path / ROUND_FILE).is_file():
-            records[v.version] = RoundRecord.read(v)
+            try:
+                records[v.version] = RoundRecord.read(v)
+            except RoundFileError as exc:  # a damaged version costs its row, never the page
+                log.warning("report: project %s: leaving out version %s (%s)", project_id, v.version, exc)
     tasks = records[deciding.version].tasks if deciding else {}
     curve = margin_curve(read_margins(deciding.path), tasks, deciding.version) if deciding else None
     return ReportData(

@@ -105,7 +105,7 @@ def train(project: Project, judge: Judge, clock: StageClock, *, force_round: boo
     with clock.stage("judge", "judging"):
         judged = stages.judge(judge, pool, seed=project.engine.seed)
 
-    carried = CarriedState.read(project.registry.latest(project.id))
+    carried = CarriedState.newest(project.registry, project.id)
     state = state_from_pool(pool, judged.evidence, carried)
     reason = why_round_now(pool, carried, project.engine.rounds, force_round)
     doing = f"planning round {state.round_index} ({reason})" if reason else "planning: no round due"
