@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 from rlthf_backend.app.settings import Settings
 from rlthf_backend.jobs.config import JobsConfig
 
 
 def jobs_config(settings: Settings) -> JobsConfig:
-    """The part of ``settings`` the jobs use (every ``JobsConfig`` field is a settings field of the same name)."""
-    return JobsConfig(**{f.name: getattr(settings, f.name) for f in fields(JobsConfig)})
+    """The part of ``settings`` the jobs use (every ``JobsConfig`` field is a setting of the same name)."""
+    return settings.config_of(JobsConfig)

@@ -1,67 +1,30 @@
 """The judge a deployment runs: settings -> a judge (or a panel of judges) behind the shared
 judgment store. The one place where the pure judges of :mod:`rlthf_backend.core.judges` meet the
-settings and the database: the judges take config dataclasses, which the functions below fill
-from the settings."""
+settings and the database: the judges take config dataclasses, which the settings build
+(:meth:`Settings.config_of`, from the knobs of ``app/settings.py``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
-
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.judges.cache import CachedJudge, JudgmentStore
+from rlthf_backend.core.judges.configs import OpenAIJudgeConfig, TransformersJudgeConfig
 from rlthf_backend.core.judges.orders import PromptConfig
 from rlthf_backend.app.settings import Settings
-
-if TYPE_CHECKING:  # pragma: no cover - imported where used, so only openai judges import openai
-    from rlthf_backend.core.judges.openai_judge import OpenAIJudgeConfig
-    from rlthf_backend.core.judges.transformers_judge import TransformersJudgeConfig
 
 
 def prompt_config(settings: Settings) -> PromptConfig:
     """The prompt every judge of ``settings`` asks (the shared ``judge_*`` settings)."""
-    return PromptConfig(
-        criteria=settings.judge_criteria,
-        prompt_file=settings.judge_prompt_file,
-        both_orders=settings.judge_both_orders,
-        max_chars=settings.judge_max_chars,
-    )
+    return settings.config_of(PromptConfig)
 
 
-def _prompt_fields(settings: Settings) -> dict[str, Any]:
-    """The :class:`PromptConfig` fields, for the judges' configs that extend it."""
-    return asdict(prompt_config(settings))
-
-
-def openai_judge_config(settings: Settings) -> "OpenAIJudgeConfig":
+def openai_judge_config(settings: Settings) -> OpenAIJudgeConfig:
     """The openai judge of ``settings`` (``openai_*`` and the shared ``judge_*`` settings)."""
-    from rlthf_backend.core.judges.openai_judge import OpenAIJudgeConfig
-
-    return OpenAIJudgeConfig(
-        **_prompt_fields(settings),
-        model=settings.openai_model,
-        base_url=settings.openai_base_url,
-        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
-        logprobs=settings.openai_logprobs,
-        max_tokens=settings.openai_max_tokens,
-        concurrency=settings.judge_concurrency,
-        timeout=settings.judge_timeout,
-        max_retries=settings.judge_max_retries,
-    )
+    return settings.config_of(OpenAIJudgeConfig)
 
 
-def transformers_judge_config(settings: Settings) -> "TransformersJudgeConfig":
+def transformers_judge_config(settings: Settings) -> TransformersJudgeConfig:
     """The transformers judge of ``settings`` (``transformers_*`` and the shared ``judge_*`` settings)."""
-    from rlthf_backend.core.judges.transformers_judge import TransformersJudgeConfig
-
-    return TransformersJudgeConfig(
-        **_prompt_fields(settings),
-        model=settings.transformers_model,
-        gguf_file=settings.transformers_gguf_file,
-        device=settings.transformers_device,
-        batch_size=settings.transformers_batch_size,
-        max_tokens=settings.transformers_max_tokens,
-    )
+    return settings.config_of(TransformersJudgeConfig)
 
 
 def make_judge(settings: Settings, *, cache: bool = True, store: JudgmentStore | None = None) -> Judge:

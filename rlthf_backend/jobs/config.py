@@ -1,8 +1,9 @@
 """What the jobs need to know, and nothing more.
 
 The jobs sit below the application layer, so they cannot read its ``Settings``; the application
-hands them this instead (``rlthf_backend.app.jobs.jobs_config``). The help texts are the
-settings' own descriptions, so each field reads the same wherever it is documented.
+hands them this instead (``rlthf_backend.app.jobs.jobs_config``). Each field is a setting of the same
+name (``rlthf_backend.app.settings.KNOBS``) and is documented once, in its ``help``: the settings
+reference takes its description from there.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class JobsConfig:
+    """The job queue, its workers and the debouncing of trainings."""
+
     redis_url: str | None = field(
         default=None, metadata={"help": "Redis for the job queue, e.g. redis://127.0.0.1:6379/0."})
     queue_name: str = field(default="rlthf", metadata={"help": "RQ queue the training jobs go to."})

@@ -19,7 +19,6 @@ from rlthf_backend.core.judges.prompt import (
     truncate,
 )
 from rlthf_backend.core.judges.transformers_judge import TransformersJudgeConfig
-from rlthf_backend.app import settings as settings_module
 from rlthf_backend.app.judges import openai_judge_config, prompt_config, transformers_judge_config
 from rlthf_backend.app.settings import Settings
 
@@ -223,7 +222,7 @@ def test_fingerprint_follows_everything_that_changes_verdicts(tmp_path):
 
 def test_judge_configs_default_to_the_settings_defaults():
     settings = Settings()
-    assert settings_module.DEFAULT_CRITERIA == DEFAULT_CRITERIA
+    assert settings.judge_criteria == DEFAULT_CRITERIA  # written once, in core (judges/prompt.py)
     assert prompt_config(settings) == PromptConfig()
     assert openai_judge_config(settings) == OpenAIJudgeConfig()
     assert transformers_judge_config(settings) == TransformersJudgeConfig()

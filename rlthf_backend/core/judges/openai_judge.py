@@ -17,38 +17,18 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 from openai import OpenAI
 
-from rlthf_backend.core.judges.orders import OrderAnswer, PromptConfig, PromptedJudge
+from rlthf_backend.core.judges.configs import OpenAIJudgeConfig
+from rlthf_backend.core.judges.orders import OrderAnswer, PromptedJudge
 from rlthf_backend.core.judges.prompt import excerpt, parse_verdict
 from rlthf_backend.core.types import JudgeStatus
 
 #: How many alternatives to ask for at each answer position (the API allows up to 20).
 TOP_LOGPROBS = 5
-
-
-@dataclass(frozen=True)
-class OpenAIJudgeConfig(PromptConfig):
-    """Every knob of :class:`OpenAIJudge`, the prompt's included (each documented once, in its ``help``)."""
-
-    model: str = field(default="gpt-4o-mini", metadata={"help": "Model name sent to the openai judge."})
-    base_url: str | None = field(default=None, metadata={"help": (
-        "OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp, TGI, Azure...); None = api.openai.com.")})
-    # repr=False: a logged or printed config must not show the key.
-    api_key: str | None = field(default=None, repr=False, metadata={"help": (
-        "API key for the openai judge; None for a self-hosted server that needs none.")})
-    logprobs: bool = field(default=True, metadata={"help": (
-        "Ask for logprobs and use them for the judge probability when the server returns them.")})
-    max_tokens: int = field(default=1024, metadata={"help": (
-        "Longest answer the openai judge may write (tokens): the verdict comes last.")})
-    concurrency: int = field(default=8, metadata={"help": "Judge requests in flight at once."})
-    timeout: float = field(default=60.0, metadata={"help": "Seconds before one judge request is abandoned."})
-    max_retries: int = field(default=4, metadata={"help": (
-        "Retries on 429 / 5xx / timeouts, with exponential backoff.")})
 
 
 def _is_retryable(exc: Exception) -> bool:

@@ -34,8 +34,8 @@ Letter = Literal["A", "B"]
 class PromptConfig:
     """What every prompted judge asks, and how (each field documented once, in its ``help``).
 
-    The judges' own configs extend it (:class:`~rlthf_backend.core.judges.openai_judge.OpenAIJudgeConfig`,
-    :class:`~rlthf_backend.core.judges.transformers_judge.TransformersJudgeConfig`).
+    The judges' own configs extend it (:class:`~rlthf_backend.core.judges.configs.OpenAIJudgeConfig`,
+    :class:`~rlthf_backend.core.judges.configs.TransformersJudgeConfig`).
     """
 
     criteria: str = field(default=DEFAULT_CRITERIA, metadata={"help": (

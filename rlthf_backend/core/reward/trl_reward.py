@@ -40,74 +40,64 @@ log = logging.getLogger(__name__)
 _MODEL_SUBDIR = "model"
 
 
+def _help(text: str) -> dict[str, str]:
+    return {"help": "trl RM: " + text}
+
+
 @dataclass
 class TrlRewardConfig:
-    """Every knob of :class:`TrlRewardModel`.
+    """Every knob of :class:`TrlRewardModel`. Each field is documented once, in its ``help``."""
 
-    Model:
-        backbone: HF model id or local folder of any model that
-            ``AutoModelForSequenceClassification`` can load, or "all-MiniLM-L6-v2" for the
-            packaged copy. A missing classification head is created fresh.
-        max_length: tokens of prompt + response (prompt cut from the left, response from the
-            right; see :mod:`.trl_tokenize`). No pair is dropped for being long.
-        device: "auto" (CUDA when available), "cpu" or "cuda".
-        num_threads: torch intra-op CPU threads while training and scoring: an int, None
-            (torch's default: one per core) or "auto" (default: the cores other processes leave
-            idle). On a busy shared CPU torch's default oversubscribes the cores and training
-            crawls: 1.5 pairs/s with 2 threads vs 5.0 with 1 measured on 2 cores at load ~4.
+    # the model
+    backbone: str = field(default="all-MiniLM-L6-v2", metadata=_help(
+        "backbone fine-tuned as a sequence-classification reward model, a HF id or local folder "
+        "(e.g. meta-llama/Llama-3.1-8B-Instruct as in the paper; the default is the packaged MiniLM). "
+        "A missing classification head is created fresh."))
+    max_length: int = field(default=256, metadata=_help(
+        "tokens of prompt + response (prompt cut from the left, response from the right; see "
+        "`core/reward/trl_tokenize.py`). No pair is dropped for being long."))
+    device: str = field(default="auto", metadata=_help("auto (CUDA when available), cpu, cuda."))
+    num_threads: int | str | None = field(default="auto", metadata=_help(
+        "torch intra-op CPU threads while training and scoring: an int, None (torch's default: one per core) "
+        "or auto (the cores other processes leave idle). On a busy shared CPU torch's default oversubscribes "
+        "the cores and training crawls: 1.5 pairs/s with 2 threads vs 5.0 with 1 measured on 2 cores at "
+        "load ~4."))
 
-    Training:
-        epochs: passes over the (weight-repeated) pairs.
-        learning_rate: AdamW peak learning rate (5e-5 for full fine-tuning of small encoders;
-            1e-4 with LoRA, as in the paper).
-        batch_size: pairs per device step (each pair is two sequences).
-        gradient_accumulation_steps: steps per optimiser update.
-        weight_decay, warmup_ratio, lr_scheduler_type: as in ``transformers.TrainingArguments``.
-        bf16: mixed precision; None = on where bf16 is native (CUDA with bf16, or a CPU with
-            AVX512-BF16/AMX), off elsewhere.
-        gradient_checkpointing: trade compute for memory. TRL turns it on by default; we turn
-            it off, because for small models it only costs time.
-        center_rewards_coefficient: TRL's mean-zero reward penalty (None: off; 0.01 typical).
-        seed: model head init, data order and weight rounding.
-        eval_batch_size: pairs per forward pass in :meth:`TrlRewardModel.margins`.
-        dataloader_num_workers: DataLoader workers (0: in-process, which is fastest for
-            pre-tokenised data).
+    # training
+    epochs: float = field(default=1.0, metadata=_help("passes over the (weight-repeated) training pairs."))
+    learning_rate: float = field(default=5e-5, metadata=_help(
+        "AdamW peak learning rate (1e-4 with LoRA as in the paper; 5e-5 for full fine-tuning of small "
+        "encoders)."))
+    batch_size: int = field(default=8, metadata=_help("pairs per device step (each pair is two sequences)."))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help("device steps per optimiser update."))
+    weight_decay: float = field(default=0.0, metadata=_help("as in `transformers.TrainingArguments`."))
+    warmup_ratio: float = field(default=0.0, metadata=_help("as in `transformers.TrainingArguments`."))
+    lr_scheduler_type: str = field(default="linear", metadata=_help("as in `transformers.TrainingArguments`."))
+    bf16: bool | None = field(default=None, metadata=_help(
+        "mixed precision; None = on where bf16 is native (CUDA with bf16, or a CPU with AVX512-BF16/AMX), "
+        "off elsewhere."))
+    gradient_checkpointing: bool = field(default=False, metadata=_help(
+        "trade compute for memory. TRL turns it on by default; it is off here, because for small models it "
+        "only costs time."))
+    center_rewards_coefficient: float | None = field(default=None, metadata=_help(
+        "TRL's mean-zero reward penalty (None: off; 0.01 typical)."))
+    seed: int = field(default=0, metadata=_help("seeds the model head init, data order and weight rounding."))
+    eval_batch_size: int = field(default=32, metadata=_help(
+        "pairs per forward pass in `TrlRewardModel.margins`."))
+    dataloader_num_workers: int = field(default=0, metadata=_help(
+        "DataLoader workers (0: in-process, which is fastest for pre-tokenised data)."))
 
-    LoRA (peft):
-        use_lora: train low-rank adapters (and the scoring head) instead of all weights.
-        lora_r, lora_alpha, lora_dropout: adapter rank, scale and dropout.
-        lora_target_modules: module names to adapt; None = every linear layer ("all-linear").
+    # LoRA (peft)
+    use_lora: bool = field(default=False, metadata=_help(
+        "train LoRA adapters (peft) instead of every weight (the scoring head is trained either way)."))
+    lora_r: int = field(default=32, metadata=_help("LoRA rank (the paper: 32)."))
+    lora_alpha: int = field(default=64, metadata=_help("LoRA alpha (the paper: 64)."))
+    lora_dropout: float = field(default=0.05, metadata=_help("LoRA dropout."))
+    lora_target_modules: list[str] | None = field(default=None, metadata=_help(
+        "module names to adapt; None = every linear layer (all-linear)."))
 
-    Misc:
-        extra_training_args: any other ``trl.RewardConfig`` fields, passed through unchanged.
-    """
-
-    backbone: str = "all-MiniLM-L6-v2"
-    max_length: int = 256
-    device: str = "auto"
-    num_threads: int | str | None = "auto"
-
-    epochs: float = 1.0
-    learning_rate: float = 5e-5
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    lr_scheduler_type: str = "linear"
-    bf16: bool | None = None
-    gradient_checkpointing: bool = False
-    center_rewards_coefficient: float | None = None
-    seed: int = 0
-    eval_batch_size: int = 32
-    dataloader_num_workers: int = 0
-
-    use_lora: bool = False
-    lora_r: int = 32
-    lora_alpha: int = 64
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | None = None
-
-    extra_training_args: dict[str, Any] = field(default_factory=dict)
+    extra_training_args: dict[str, Any] = field(default_factory=dict, metadata=_help(
+        "any other `trl.RewardConfig` fields, passed through unchanged."))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
