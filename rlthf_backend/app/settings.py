@@ -20,15 +20,20 @@ Nothing else in the package reads ``os.environ`` for its configuration: code tak
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, get_origin, get_type_hints
 
 from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rlthf_backend.core.curation import DEFAULT_STRATEGY, EngineConfig, FusedConfig, PaperConfig, RoundPolicy
+from rlthf_backend.core.curation.hardness import check_prior_weights
+from rlthf_backend.core.curation.paper import check_schedule
 from rlthf_backend.core.judges.configs import OpenAIJudgeConfig, TransformersJudgeConfig
 from rlthf_backend.core.judges.orders import PromptConfig
 from rlthf_backend.core.reward.embedding_config import EmbeddingRewardConfig
@@ -38,6 +43,51 @@ from rlthf_backend.jobs.config import JobsConfig
 
 JudgeKind = Literal["openai", "transformers", "precomputed"]
 C = TypeVar("C")
+
+#: Upper bounds for durations and sizes: far above any real use, low enough that no timer, Redis
+#: expiry or byte count computed from them overflows.
+DAY_S = 24 * 3600.0
+MAX_REQUEST_MB = 1024.0
+
+
+# ---- checks a setting's value must pass (each raises ValueError saying what is wrong) -----------
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def device(value: str) -> str:
+    """A torch device this backend can place a model on."""
+    if not _DEVICE.match(value):
+        raise ValueError(f"{value!r} is not a device: use auto, cpu, cuda, cuda:N or mps")
+    return value
+
+
+def model_source(value: str) -> str:
+    """A model name (a hub id, an alias) or a local folder; one written as a path must exist."""
+    if not value.strip():
+        raise ValueError("must name a model (a hub id, an alias or a local folder)")
+    if value.startswith(("/", "./", "../", "~")) and not Path(value).expanduser().is_dir():
+        raise ValueError(f"no model folder at {value}")
+    return value
+
+
+def non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def existing_file(value: Path | None) -> Path | None:
+    if value is not None and not value.expanduser().is_file():
+        raise ValueError(f"no file at {value}")
+    return value
+
+
+def secret_text(value: SecretStr | None) -> SecretStr | None:
+    """A key or password sent in an HTTP header: printable ASCII without spaces (anything else
+    could not be sent, and would fail at the first request instead of at start)."""
+    if value is not None and not re.fullmatch(r"[\x21-\x7e]*", value.get_secret_value()):
+        raise ValueError("must be printable ASCII without spaces (check for a pasted quote or line break)")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,27 +102,35 @@ class Knob:
     #: narrower than the field's own type, so settings refuse a bad value at start (a Literal), or
     #: SecretStr for a field holding a secret (never shown in errors or reprs; config_of unwraps it)
     annotation: Any = None
+    #: what the value must pass beyond its type and bounds (an existing path, a known device...)
+    check: Callable[[Any], Any] | None = None
 
     def settings_field(self) -> tuple[Any, Any]:
         """(annotation, pydantic Field) of the setting."""
         f = {f.name: f for f in dataclasses.fields(self.config)}[self.field]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         annotation = self.annotation or get_type_hints(self.config)[self.field]
+        if get_origin(annotation) is tuple:  # read "4,2,1" as well as JSON "[4, 2, 1]" (see _listed)
+            annotation = Annotated[annotation, NoDecode]
         return annotation, Field(default, description=f.metadata["help"], **self.constraints)
 
 
-def knob(config: type, field: str, *, annotation: Any = None, **constraints: Any) -> Knob:
-    return Knob(config, field, constraints, annotation)
+def knob(config: type, field: str, *, annotation: Any = None, check: Callable[[Any], Any] | None = None,
+         **constraints: Any) -> Knob:
+    return Knob(config, field, constraints, annotation, check)
 
 
 def every_field(prefix: str, config: type, *, exclude: tuple[str, ...] = (),
+                checks: dict[str, Callable[[Any], Any]] | None = None,
                 **constraints: dict[str, Any]) -> dict[str, Knob]:
     """``prefix`` + each field of ``config`` (but ``exclude``): a new field of the dataclass becomes
-    a setting by itself. ``constraints`` maps field names to more pydantic Field arguments (bounds...)."""
+    a setting by itself. ``constraints`` maps field names to more pydantic Field arguments (bounds...),
+    ``checks`` field names to their check."""
     names = [f.name for f in dataclasses.fields(config) if f.name not in exclude]
-    if unknown := set(constraints) - set(names):
+    checks = checks or {}
+    if unknown := (set(constraints) | set(checks)) - set(names):
         raise TypeError(f"{config.__name__} has no field {', '.join(sorted(unknown))}")
-    return {prefix + name: Knob(config, name, constraints.get(name, {})) for name in names}
+    return {prefix + name: Knob(config, name, constraints.get(name, {}), check=checks.get(name)) for name in names}
 
 
 #: Setting name -> the config dataclass field it sets. Adding one here adds the setting (environment
@@ -89,52 +147,53 @@ KNOBS: dict[str, Knob] = {
         audit_fraction=dict(ge=0, le=1), audit_enough=dict(ge=0), n_folds=dict(ge=2), human_weight=dict(gt=0),
         prior_error_rate=dict(gt=0, lt=1), prior_sd=dict(gt=0), drop_threshold=dict(gt=0, le=1),
         max_drop_fraction=dict(ge=0, le=1), flip_confidence=dict(gt=0, le=1), min_audit_for_flip=dict(ge=0),
-        stop_min_yield=dict(ge=0),
+        stop_min_yield=dict(ge=0), checks={"prior_weights": check_prior_weights},
     ),
     # the paper's strategy (core/curation/paper.py); its curve-point finder keeps its defaults
-    **every_field("paper_", PaperConfig, exclude=("points",)),
+    **every_field("paper_", PaperConfig, exclude=("points",),
+                  checks={"alpha_schedule": check_schedule, "beta_schedule": check_schedule}),
     # the embedding reward model (core/reward/embedding_config.py)
-    "rm_encoder": knob(EmbeddingRewardConfig, "encoder"),
+    "rm_encoder": knob(EmbeddingRewardConfig, "encoder", check=model_source),
     "rm_heads": knob(EmbeddingRewardConfig, "n_ensemble", ge=1),
     "rm_max_seq_length": knob(EmbeddingRewardConfig, "max_seq_length", gt=0),
-    "rm_device": knob(EmbeddingRewardConfig, "device"),
+    "rm_device": knob(EmbeddingRewardConfig, "device", check=device),
     "rm_encoder_backend": knob(EmbeddingRewardConfig, "backend",
                                annotation=Literal["auto", "torch", "onnx", "onnx-int8"]),
     # the trl reward model (core/reward/trl_reward.py)
-    "trl_backbone": knob(TrlRewardConfig, "backbone"),
+    "trl_backbone": knob(TrlRewardConfig, "backbone", check=model_source),
     "trl_use_lora": knob(TrlRewardConfig, "use_lora"),
     "trl_lora_rank": knob(TrlRewardConfig, "lora_r", gt=0),
     "trl_lora_alpha": knob(TrlRewardConfig, "lora_alpha", gt=0),
     "trl_max_length": knob(TrlRewardConfig, "max_length", gt=0),
-    "trl_epochs": knob(TrlRewardConfig, "epochs", gt=0),
+    "trl_epochs": knob(TrlRewardConfig, "epochs", gt=0, le=10_000),
     "trl_batch_size": knob(TrlRewardConfig, "batch_size", gt=0),
     "trl_learning_rate": knob(TrlRewardConfig, "learning_rate", gt=0),
-    "trl_device": knob(TrlRewardConfig, "device"),
+    "trl_device": knob(TrlRewardConfig, "device", check=device),
     # the prompt every judge asks (core/judges/orders.py)
     "judge_both_orders": knob(PromptConfig, "both_orders"),
     "judge_criteria": knob(PromptConfig, "criteria"),
-    "judge_prompt_file": knob(PromptConfig, "prompt_file", annotation=Path | None),
+    "judge_prompt_file": knob(PromptConfig, "prompt_file", annotation=Path | None, check=existing_file),
     "judge_max_chars": knob(PromptConfig, "max_chars", gt=0),
     # the openai judge (core/judges/configs.py)
     "judge_concurrency": knob(OpenAIJudgeConfig, "concurrency", gt=0),
-    "judge_timeout": knob(OpenAIJudgeConfig, "timeout", gt=0),
+    "judge_timeout": knob(OpenAIJudgeConfig, "timeout", gt=0, le=DAY_S),
     "judge_max_retries": knob(OpenAIJudgeConfig, "max_retries", ge=0),
     "openai_base_url": knob(OpenAIJudgeConfig, "base_url"),  # Settings._http_url checks it
-    "openai_api_key": knob(OpenAIJudgeConfig, "api_key", annotation=SecretStr | None),
-    "openai_model": knob(OpenAIJudgeConfig, "model"),
+    "openai_api_key": knob(OpenAIJudgeConfig, "api_key", annotation=SecretStr | None, check=secret_text),
+    "openai_model": knob(OpenAIJudgeConfig, "model", check=non_empty),
     "openai_logprobs": knob(OpenAIJudgeConfig, "logprobs"),
     "openai_max_tokens": knob(OpenAIJudgeConfig, "max_tokens", gt=0),
     # the transformers judge (core/judges/configs.py)
     **every_field(
         "transformers_", TransformersJudgeConfig, exclude=tuple(f.name for f in dataclasses.fields(PromptConfig)),
-        batch_size=dict(gt=0), max_tokens=dict(gt=0),
+        batch_size=dict(gt=0), max_tokens=dict(gt=0), checks={"model": model_source, "device": device},
     ),
     # the job queue and its workers (jobs/config.py); REDIS_URL is the shared convention, without prefix
     **every_field(
         "", JobsConfig,
-        redis_url=dict(validation_alias=AliasChoices("REDIS_URL", "redis_url")), job_timeout=dict(gt=0),
-        job_retries=dict(ge=0), debounce_seconds=dict(ge=0), debounce_max_seconds=dict(ge=0),
-        max_queued_trainings=dict(gt=0),
+        redis_url=dict(validation_alias=AliasChoices("REDIS_URL", "redis_url")),
+        job_timeout=dict(gt=0, le=DAY_S), job_retries=dict(ge=0, le=100), debounce_seconds=dict(ge=0, le=3600),
+        debounce_max_seconds=dict(ge=0, le=DAY_S), max_queued_trainings=dict(gt=0), checks={"queue_name": non_empty},
     ),
 }
 
@@ -164,6 +223,8 @@ class Settings(_KnobFields):
         populate_by_name=True,
         # Errors name the setting and the problem, never the value: values hold passwords and keys.
         hide_input_in_errors=True,
+        # 1e400 reads as infinity, and NaN passes every bound: no setting means either.
+        allow_inf_nan=False,
     )
 
     # --- Label Studio and shared-infrastructure conventions (no prefix) ---------------------
@@ -188,7 +249,7 @@ class Settings(_KnobFields):
         description="Password for HTTP basic auth.",
     )
     label_studio_timeout: float = Field(
-        600.0, gt=0,
+        600.0, gt=0, le=DAY_S,
         description="Seconds a training waits for one Label Studio answer: bulk writes and reads of a 100,000-task "
         "project take tens of seconds each on a busy server.")
     # REDIS_URL (the job queue) is a field of JobsConfig: see KNOBS.
@@ -240,7 +301,8 @@ class Settings(_KnobFields):
         description="Most predictions a round rewrites for a changed label or a moved score, the largest changes first "
         "(the batch and tasks without a prediction are always written); the rest follow in later rounds. Bounds a "
         "round's writes on a large project. 0: no limit.")
-    seed: int = Field(0, description="Seed of every random choice of the engine (audit slices, folds...).")
+    seed: int = Field(0, ge=0, le=2**32 - 1,
+                      description="Seed of every random choice of the engine (audit slices, folds...).")
 
     # --- Reward model (core/reward); the config fields are in KNOBS ---------------------------
     reward_model: Literal["embedding", "trl"] = Field(
@@ -250,7 +312,7 @@ class Settings(_KnobFields):
     trl_precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="trl RM: bf16 mixed precision, fp32, or auto (bf16 where the hardware has it natively)."
     )
-    keep_versions: int = Field(5, ge=1, description="Model versions kept per project in the registry.")
+    keep_versions: int = Field(5, ge=1, le=10_000, description="Model versions kept per project in the registry.")
 
     # --- Jobs: the fields of JobsConfig, in KNOBS --------------------------------------------
 
@@ -262,13 +324,57 @@ class Settings(_KnobFields):
     )
 
     # --- Server (LOG_LEVEL is a field of JobsConfig, in KNOBS) -------------------------------
-    model_title: str = Field("rlthf", description="Prefix of model_version names shown in Label Studio.")
+    model_title: str = Field("rlthf", pattern=r"^[\w.-]+$", description=(
+        "Prefix of model_version names shown in Label Studio (letters, digits, '_', '.', '-': it names "
+        "the registry's version folders)."))
 
     # --- Limits and refusals (docs/troubleshooting.md: "Limits: what is refused, and how") ----
     # (and OPENAI_MAX_TOKENS, MAX_QUEUED_TRAININGS: in KNOBS)
     max_request_mb: float = Field(
-        16.0, gt=0, description="Largest request body the server reads (MB); a larger one is answered 413."
+        16.0, gt=0, le=MAX_REQUEST_MB,
+        description="Largest request body the server reads (MB); a larger one is answered 413."
     )
+
+    @field_validator(*(name for name, k in KNOBS.items() if get_origin(k.settings_field()[0]) is Annotated),
+                     mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        """A list from the environment: JSON (``[4, 2, 1]``) or comma-separated (``4,2,1``)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a JSON list ({exc.msg})") from None
+            return [part.strip() for part in text.split(",")] if text else []
+        return value
+
+    @field_validator(*(name for name, k in KNOBS.items() if k.check is not None))
+    @classmethod
+    def _knob_check(cls, value: Any, info: Any) -> Any:
+        """The check KNOBS names for the setting."""
+        return KNOBS[info.field_name].check(value)  # type: ignore[misc]
+
+    @field_validator("label_studio_api_key", "hf_token")
+    @classmethod
+    def _secret_text(cls, value: SecretStr | None) -> SecretStr | None:
+        return secret_text(value)
+
+    @field_validator("data_dir", "model_dir", mode="before")
+    @classmethod
+    def _named_folder(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must name a folder (empty would write into the working directory)")
+        return value
+
+    @field_validator("data_dir", "model_dir")
+    @classmethod
+    def _folder(cls, value: Path | None) -> Path | None:
+        """A folder this host writes to, or will create: never a file."""
+        if value is not None and value.expanduser().exists() and not value.expanduser().is_dir():
+            raise ValueError(f"{value} is a file, not a folder")
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -292,6 +398,14 @@ class Settings(_KnobFields):
 
             engine_url(value.get_secret_value())
         return value
+
+    @model_validator(mode="after")
+    def _gguf_file_in_a_local_model(self) -> "Settings":
+        """A GGUF file named inside a local model folder must be there (a hub id is checked on load)."""
+        folder = Path(self.transformers_model).expanduser()
+        if self.transformers_gguf_file and folder.is_dir() and not (folder / self.transformers_gguf_file).is_file():
+            raise ValueError(f"RLTHF_TRANSFORMERS_GGUF_FILE: no file {self.transformers_gguf_file} in {folder}")
+        return self
 
     @model_validator(mode="after")
     def _basic_auth_is_all_or_nothing(self) -> "Settings":
@@ -368,7 +482,17 @@ ENGINE_SETTINGS: tuple[str, ...] = (
 )
 
 
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and ``.env`` (``overrides`` win), every value checked; a
+    ``.env`` that is not UTF-8 text is named in one line rather than a decoding traceback."""
+    try:
+        return Settings(**overrides)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{Path('.env').resolve()}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "save it as UTF-8") from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Settings of this process, read once from the environment and `.env`."""
-    return Settings()
+    return load_settings()

@@ -29,7 +29,7 @@ def _one_line(text: str) -> str:
 
 
 def _setting_name(loc: tuple) -> str:
-    field = str(loc[0]) if loc else ""
+    field = str(loc[0]).lower() if loc else ""  # a field name, or the alias the value came by
     return field.upper() if field in _UNPREFIXED else f"RLTHF_{field.upper()}"
 
 

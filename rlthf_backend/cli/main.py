@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from rlthf_backend.cli.errors import OneLineErrors
 from rlthf_backend.labelstudio.project_id import MAX_PROJECT_ID
-from rlthf_backend.app.settings import ENGINE_SETTINGS, Settings, get_settings
+from rlthf_backend.app.settings import ENGINE_SETTINGS, Settings, get_settings, load_settings
 
 #: ``--project``: a Label Studio project id, refused by click (one line, exit 2) like any bad option.
 PROJECT_ID = click.IntRange(1, MAX_PROJECT_ID)
@@ -150,7 +150,7 @@ def _settings_with(overrides: dict[str, str | None]) -> Settings:
         except ValueError:
             values[name] = raw
     try:
-        return Settings(**values)
+        return load_settings(**values)
     except ValidationError as exc:
         problems = "; ".join(f"--{_dashed(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise click.UsageError(problems) from None

@@ -230,6 +230,7 @@ def test_judge_configs_default_to_the_settings_defaults():
 
 def test_judge_configs_follow_the_settings(tmp_path):
     template = tmp_path / "t.txt"
+    template.write_text("{criteria} {prompt} {response_1} {response_2}")
     settings = Settings(
         judge_criteria="brevity", judge_prompt_file=template, judge_both_orders=False, judge_max_chars=99,
         judge_concurrency=3, judge_timeout=5.0, judge_max_retries=1, openai_base_url="http://x/v1",

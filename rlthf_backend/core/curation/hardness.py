@@ -34,6 +34,8 @@ random audit slice keeps every region of x represented.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +83,22 @@ PRIOR_WEIGHTS = {
     "panel": 1.4,
     "panel_unknown": 0.0,
 }
+
+
+def check_prior_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """``weights`` as prior log-odds weights, or a ValueError naming what is wrong: a feature this
+    model does not know (a misspelt name would otherwise be ignored) or a weight that is not finite."""
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"expected a mapping of feature -> weight, got {type(weights).__name__}")
+    unknown = sorted(set(weights) - set(PRIOR_WEIGHTS))
+    if unknown:
+        raise ValueError(f"unknown feature(s) {', '.join(map(repr, unknown))}; known: {', '.join(PRIOR_WEIGHTS)}")
+    out = {}
+    for name, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"the weight of {name!r} must be a finite number")
+        out[name] = float(value)
+    return out
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:

@@ -23,6 +23,8 @@ as the paper exports the whole curated corpus).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +48,18 @@ class PaperConfig:
         "Flip the current label of pairs at or beyond the reflection point (no person asked).")})
     points: PointsConfig = field(default_factory=PointsConfig, metadata={"help": (
         "How the curve points are found (core/curation/points.py).")})
+
+
+def check_schedule(schedule: Sequence[float]) -> tuple[float, ...]:
+    """``schedule`` as a by-round schedule, or a ValueError: it needs at least one value, and every
+    value finite and >= 0."""
+    values = tuple(schedule)
+    if not values:
+        raise ValueError("needs at least one value (the last one repeats)")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"every value must be a finite number >= 0, got {value!r}")
+    return tuple(float(v) for v in values)
 
 
 def schedule_value(schedule: tuple[float, ...], round_index: int) -> float:
