@@ -14,6 +14,11 @@ Label Studio is read over its REST API (httpx) so the doctor can tell apart what
 no-op probes, and only where they diagnose: re-submitting the connected backend's own URL (when
 Label Studio says it cannot reach it) and the webhook's own URL, which Label Studio validates
 against its SSRF rules on every save.
+
+Whatever answers, every check ends in one line: each request has a deadline for the whole of it
+(httpx's timeouts are per read, so a server that sends a byte a second never trips them), and an
+answer that is not what Label Studio or the backend sends (an HTML page, a closed connection)
+fails that check, naming the URL and what answered, while the other checks go on.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import base64
 import json
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,7 +51,13 @@ REGISTRY_MIN_FREE_BYTES = {"embedding": 1 << 30, "trl": 10 << 30}
 NEEDED_ACTIONS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",
                             "ANNOTATIONS_DELETED", "START_TRAINING"})
 ML_STATES = {"CO": "connected", "DI": "disconnected", "ER": "error", "TR": "training", "PR": "predicting"}
+#: Seconds one request may take in all (connecting, waiting, reading every byte).
 TIMEOUT_S = 15.0
+#: Longest answer read: Label Studio's and the backend's answers here are a few KiB.
+MAX_BODY_BYTES = 16 << 20
+LS_FIX = ("LABEL_STUDIO_URL must be Label Studio's own base URL (not another web app, a proxy's login page "
+          "or a /projects/... path)")
+BACKEND_FIX = "the URL must point at rlthf-backend serve"
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,91 @@ class Check:
         fix = f" -> fix: {self.fix}" if self.fix and self.verdict == "FAIL" else ""
         hint = f" ({self.fix})" if self.fix and self.verdict == "skip" else ""
         return f"[{self.verdict:>4}] {self.name:<20} {self.detail}{fix}{hint}"
+
+
+class DeadlineExceeded(httpx.TimeoutException):
+    """A request that did not end within its deadline; the message names the URL."""
+
+
+class UnexpectedAnswer(Exception):
+    """An answer the doctor cannot read (not JSON, not the shape asked for); the message names the
+    URL and what answered, ``fix`` says what to check."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+def _what_answered(response: httpx.Response) -> str:
+    kind = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+    return f"{response.status_code} {kind}, {len(response.content)} bytes"
+
+
+def http(method: str, url: str, *, timeout: float = TIMEOUT_S, **kwargs: Any) -> httpx.Response:
+    """``httpx.request`` that ends within ``timeout`` seconds in all, whatever the server does.
+
+    The request runs in a daemon thread that the caller stops waiting for at the deadline: a
+    server dripping its status line or headers keeps httpx's reads alive forever. The body is read
+    piece by piece and given up at the deadline (closing the connection). ``kwargs``: ``headers``,
+    ``auth``, ``params``, ``json``.
+    """
+    deadline = time.monotonic() + timeout
+    auth = kwargs.pop("auth", None)
+    outcome: dict[str, Any] = {}
+
+    def fetch() -> None:
+        try:
+            with httpx.Client(timeout=timeout, auth=auth) as client, \
+                    client.stream(method, url, **kwargs) as head:
+                outcome["head"] = head
+                body = bytearray()
+                for chunk in head.iter_raw():
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        raise UnexpectedAnswer(f"{url} answered {head.status_code} with more than "
+                                               f"{MAX_BODY_BYTES >> 20} MiB")
+                    if time.monotonic() > deadline:
+                        break  # the caller has stopped waiting already
+                else:
+                    outcome["response"] = httpx.Response(head.status_code, headers=head.headers,
+                                                         content=bytes(body), request=head.request)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, which sorts it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=fetch, name="doctor-http", daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    if "response" in outcome:
+        return outcome["response"]
+    if "error" in outcome:
+        raise outcome["error"]
+    head = outcome.get("head")
+    so_far = (f"answered {head.status_code} {head.headers.get('content-type', 'no content type')} but"
+              if head is not None else "sent")
+    raise DeadlineExceeded(f"{url} {so_far} no complete answer within {timeout:g} s",
+                           request=httpx.Request(method, url))
+
+
+def _json(response: httpx.Response, shape: type | tuple[type, ...] = dict, fix: str = LS_FIX) -> Any:
+    """The answer's JSON when it has ``shape``; else :class:`UnexpectedAnswer` naming what answered."""
+    try:
+        body = response.json()
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        body = UnexpectedAnswer  # never a JSON value: fails the shape test
+    if not isinstance(body, shape):
+        raise UnexpectedAnswer(f"{response.request.url} answered {_what_answered(response)}, not the JSON expected",
+                               fix)
+    return body
+
+
+def _http_error(exc: httpx.HTTPError) -> str:
+    """``exc`` in one line that names the URL."""
+    text = f"{type(exc).__name__}: {exc}"
+    try:
+        url = str(exc.request.url)
+    except RuntimeError:  # no request attached
+        return text
+    return text if url in text else f"{url}: {text}"
 
 
 def passed(checks: list[Check]) -> bool:
@@ -75,6 +172,7 @@ class _Context:
     project_id: int | None
     backend_url: str | None
     min_free_bytes: int | None
+    timeout: float = TIMEOUT_S
     ls_up: bool = False
     auth: dict[str, str] = field(default_factory=dict)  # the Authorization header that works
     project: dict[str, Any] | None = None
@@ -86,7 +184,7 @@ class _Context:
         return self.settings.label_studio_url.rstrip("/")
 
     def ls(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, self.ls_url + path, headers=self.auth, timeout=TIMEOUT_S, **kwargs)
+        return http(method, self.ls_url + path, headers=self.auth, timeout=self.timeout, **kwargs)
 
     @property
     def basic_auth(self) -> tuple[str, str] | None:
@@ -132,18 +230,19 @@ def _is_jwt(token: str) -> bool:
 
 def check_label_studio(ctx: _Context) -> Check:
     try:
-        r = httpx.get(ctx.ls_url + "/health", timeout=TIMEOUT_S)
+        r = http("GET", ctx.ls_url + "/health", timeout=ctx.timeout)
     except httpx.HTTPError as exc:
-        return Check("label-studio", "FAIL", f"no answer from {ctx.ls_url} ({type(exc).__name__}: {exc})",
+        return Check("label-studio", "FAIL", f"no answer from {ctx.ls_url} ({_http_error(exc)})",
                      "start Label Studio, or set LABEL_STUDIO_URL to the address this machine reaches it at")
     if r.status_code != 200:
         return Check("label-studio", "FAIL", f"{ctx.ls_url}/health answered {r.status_code}",
                      "LABEL_STUDIO_URL must be Label Studio's base URL (no /projects/... path)")
+    _json(r)  # Label Studio's /health answers {"status": "UP"}; a page there is another server
     ctx.ls_up = True
     version = ""
     try:
-        version = httpx.get(ctx.ls_url + "/api/version", timeout=TIMEOUT_S).json().get("release", "")
-    except (httpx.HTTPError, ValueError, AttributeError):
+        version = _json(http("GET", ctx.ls_url + "/api/version", timeout=ctx.timeout)).get("release", "")
+    except (httpx.HTTPError, UnexpectedAnswer):
         pass  # the version is only shown, never needed
     return Check("label-studio", "ok", f"Label Studio {version} answers at {ctx.ls_url}".replace("  ", " "))
 
@@ -159,16 +258,16 @@ def check_token(ctx: _Context) -> Check:
     token = key.get_secret_value().strip()
     if _is_jwt(token):
         kind = "personal access token"
-        r = httpx.post(ctx.ls_url + "/api/token/refresh/", json={"refresh": token}, timeout=TIMEOUT_S)
+        r = http("POST", ctx.ls_url + "/api/token/refresh/", json={"refresh": token}, timeout=ctx.timeout)
         if r.status_code != 200:
             return Check(name, "FAIL", f"Label Studio refused the {kind} ({r.status_code}: {_detail(r)})",
                          "the token is revoked, expired or from another Label Studio: create a new one in "
                          "Account & Settings > Personal Access Token")
-        headers = {"Authorization": f"Bearer {r.json().get('access', '')}"}
+        headers = {"Authorization": f"Bearer {_json(r).get('access', '')}"}
     else:
         kind = "legacy token"
         headers = {"Authorization": f"Token {token}"}
-    r = httpx.get(ctx.ls_url + "/api/current-user/whoami", headers=headers, timeout=TIMEOUT_S)
+    r = http("GET", ctx.ls_url + "/api/current-user/whoami", headers=headers, timeout=ctx.timeout)
     if r.status_code != 200:
         message = _detail(r)
         if "legacy token authentication has been disabled" in message:
@@ -177,8 +276,9 @@ def check_token(ctx: _Context) -> Check:
         else:
             fix = "copy the token again from Account & Settings (legacy token) or create a personal access token"
         return Check(name, "FAIL", f"Label Studio refused the {kind} ({r.status_code}: {message})", fix)
+    me = _json(r)
     ctx.auth = headers
-    user = r.json().get("email") or r.json().get("username") or "?"
+    user = me.get("email") or me.get("username") or "?"
     return Check(name, "ok", f"{kind} of {user}")
 
 
@@ -195,7 +295,7 @@ def check_project_config(ctx: _Context) -> Check:
     if r.status_code != 200:
         return Check(name, "FAIL", f"reading project {ctx.project_id} answered {r.status_code}: {_detail(r)}",
                      "the token's user must be a member of the project's organization")
-    ctx.project = r.json()
+    ctx.project = _json(r)
     try:
         config = parse_label_config(ctx.project.get("label_config"))
     except LabelConfigError as exc:
@@ -217,7 +317,7 @@ def check_ml_backend(ctx: _Context) -> Check:
     r = ctx.ls("GET", "/api/ml", params={"project": ctx.project_id})
     if r.status_code != 200:
         return Check(name, "FAIL", f"listing the project's ML backends answered {r.status_code}: {_detail(r)}")
-    backends = r.json()
+    backends = [m for m in _json(r, list) if isinstance(m, dict)]
     ours = [m for m in backends if _backend_matches(m.get("url", ""), ctx.backend_url)]
     where = ctx.backend_url or "this backend"
     if not ours:
@@ -240,9 +340,9 @@ def check_backend_here(ctx: _Context) -> Check:
     if ctx.backend_url is None:
         return Check(name, "skip", "no backend URL", "give --backend-url, or --project ID with a connected backend")
     try:
-        r = httpx.get(ctx.backend_url + "/health", auth=ctx.basic_auth, timeout=TIMEOUT_S)
+        r = http("GET", ctx.backend_url + "/health", auth=ctx.basic_auth, timeout=ctx.timeout)
     except httpx.HTTPError as exc:
-        return Check(name, "FAIL", f"no answer from {ctx.backend_url} here ({type(exc).__name__})",
+        return Check(name, "FAIL", f"no answer from {ctx.backend_url} here ({_http_error(exc)})",
                      "start it: rlthf-backend serve (or docker compose up backend)")
     if r.status_code == 401:
         return Check(name, "FAIL", f"{ctx.backend_url} wants other basic-auth credentials",
@@ -250,7 +350,8 @@ def check_backend_here(ctx: _Context) -> Check:
     if r.status_code != 200:
         return Check(name, "FAIL", f"{ctx.backend_url}/health answered {r.status_code}",
                      "the URL must point at rlthf-backend serve")
-    mode = (r.json().get("jobs") or {}).get("mode", "?")
+    jobs = _json(r, fix=BACKEND_FIX).get("jobs")
+    mode = jobs.get("mode", "?") if isinstance(jobs, dict) else "?"
     return Check(name, "ok", f"{ctx.backend_url} answers here (jobs: {mode})")
 
 
@@ -262,7 +363,7 @@ def check_backend_from_label_studio(ctx: _Context) -> Check:
     r = ctx.ls("GET", f"/api/ml/{ctx.ml['id']}")
     if r.status_code != 200:
         return Check(name, "FAIL", f"reading ML backend {ctx.ml['id']} answered {r.status_code}: {_detail(r)}")
-    ml = r.json()
+    ml = _json(r)
     state = ML_STATES.get(ml.get("state"), ml.get("state"))
     if state in ("connected", "training", "predicting"):
         return Check(name, "ok", f"Label Studio reaches {ml['url']} ({state})")
@@ -295,7 +396,7 @@ def check_webhook(ctx: _Context) -> Check:
     r = ctx.ls("GET", "/api/webhooks/", params={"project": ctx.project_id})
     if r.status_code != 200:
         return Check(name, "FAIL", f"listing webhooks answered {r.status_code}: {_detail(r)}")
-    hooks = [h for h in r.json() if h.get("project") == ctx.project_id]
+    hooks = [h for h in _json(r, list) if isinstance(h, dict) and h.get("project") == ctx.project_id]
     ours = [h for h in hooks if h.get("url") == target]
     if not ours:
         seen = ", ".join(h.get("url", "?") for h in hooks) or "none"
@@ -390,16 +491,18 @@ def _test_pair(ctx: _Context):
     from rlthf_backend.labelstudio.tasks import TaskDataError, pair_from_task
 
     if ctx.config_ok:
-        r = ctx.ls("GET", "/api/tasks", params={"project": ctx.project_id, "page_size": 1, "fields": "all"})
-        if r.status_code == 200:
-            body = r.json()
-            tasks = body.get("tasks", []) if isinstance(body, dict) else body
-            if tasks:
-                try:
-                    return pair_from_task(parse_label_config(ctx.project["label_config"]), tasks[0]), \
-                        f"task {tasks[0].get('id')}"
-                except TaskDataError:
-                    pass  # the built-in pair still tells whether the judge answers
+        try:
+            r = ctx.ls("GET", "/api/tasks", params={"project": ctx.project_id, "page_size": 1, "fields": "all"})
+            body = _json(r, (dict, list)) if r.status_code == 200 else []
+        except (httpx.HTTPError, UnexpectedAnswer):
+            body = []  # Label Studio's own checks say so; the built-in pair still tests the judge
+        tasks = body.get("tasks", []) if isinstance(body, dict) else body
+        if tasks and isinstance(tasks[0], dict):
+            try:
+                return pair_from_task(parse_label_config(ctx.project["label_config"]), tasks[0]), \
+                    f"task {tasks[0].get('id')}"
+            except TaskDataError:
+                pass  # the built-in pair still tells whether the judge answers
     return Pair(**TEST_PAIR), "a built-in pair"
 
 
@@ -482,17 +585,29 @@ CHECKS: tuple[Callable[[_Context], Check], ...] = (
     check_backend_from_label_studio, check_webhook, check_queue_settings, check_jobs, check_judge, check_database,
     check_disk,
 )
+#: The line names of the checks whose function says it otherwise (for a check that broke).
+NAMES = {check_backend_here: "backend", check_backend_from_label_studio: "backend-from-ls",
+         check_queue_settings: "model-version", check_disk: "registry-disk"}
 
 
 def run_checks(settings: Settings, project_id: int | None = None, backend_url: str | None = None,
-               min_free_bytes: int | None = None) -> Iterator[Check]:
+               min_free_bytes: int | None = None, timeout: float = TIMEOUT_S) -> Iterator[Check]:
     """Every check, in order, as each finishes. ``backend_url``: the backend as Label Studio knows it
-    (default: the URL of the ML backend connected to the project)."""
-    ctx = _Context(settings, project_id, backend_url.rstrip("/") if backend_url else None, min_free_bytes)
+    (default: the URL of the ML backend connected to the project); ``timeout``: seconds each
+    request may take in all.
+
+    A check that breaks on what a server answered fails with one line, and the rest go on: a
+    traceback would hide the very finding."""
+    ctx = _Context(settings, project_id, backend_url.rstrip("/") if backend_url else None, min_free_bytes,
+                   timeout=timeout)
     for check in CHECKS:
+        name = NAMES.get(check) or check.__name__.removeprefix("check_").replace("_", "-")
         try:
             yield check(ctx)
-        except httpx.HTTPError as exc:  # a server that went away mid-run: that check fails, the rest go on
-            yield Check(check.__name__.removeprefix("check_").replace("_", "-"), "FAIL",
-                        f"connection lost: {type(exc).__name__}: {exc}")
+        except httpx.HTTPError as exc:  # a server that went away or stalled mid-run
+            yield Check(name, "FAIL", f"no usable answer: {_http_error(exc)}")
+        except UnexpectedAnswer as exc:
+            yield Check(name, "FAIL", str(exc), exc.fix)
+        except Exception as exc:  # noqa: BLE001 - an answer of a shape no check foresaw
+            yield Check(name, "FAIL", f"the check broke on an unexpected answer: {type(exc).__name__}: {exc}")
 

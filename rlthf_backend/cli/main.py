@@ -242,12 +242,14 @@ def export(project_id: int, fmt: str, out: Path, include_dropped: bool, min_conf
 @click.option("--project", "project_id", default=None, type=int, help="also check this Label Studio project")
 @click.option("--backend-url", default=None, help="the backend's URL as Label Studio knows it "
               "(default: the ML backend connected to the project)")
-def doctor(project_id: int | None, backend_url: str | None) -> None:
+@click.option("--timeout", default=15.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="seconds each request to Label Studio or the backend may take in all")
+def doctor(project_id: int | None, backend_url: str | None, timeout: float) -> None:
     """Check Label Studio, the connection, the project, jobs, judge and disk; one line per check, with the fix."""
     from rlthf_backend.cli.doctor import passed, run_checks
 
     checks = []
-    for check in run_checks(get_settings(), project_id=project_id, backend_url=backend_url):
+    for check in run_checks(get_settings(), project_id=project_id, backend_url=backend_url, timeout=timeout):
         click.echo(check.line())
         checks.append(check)
     failed = sum(c.verdict == "FAIL" for c in checks)

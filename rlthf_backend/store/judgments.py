@@ -8,25 +8,35 @@ nothing is ever written to a file that does not read as a database. What clears 
 (a server that comes back, a busy file) is tried again: opening after :data:`RETRY_OPEN_S`,
 reads and writes on the next call. What does not (a corrupt SQLite file) stays off until the
 process restarts; a read-only database keeps answering lookups.
+
+SQLite's busy timeout bounds one statement, not a caller's work: behind another process's long
+write transaction, a batch's claim, put and release would each wait it out. So a caller (one
+``CachedJudge.judge_many``, one ``/predict``) gets a :meth:`DatabaseJudgmentStore.deadline`: its
+statements wait at most what is left of it, and once it is spent the rest of its work goes
+without the store (misses, nothing stored), with one log line. PostgreSQL is left as it was: its
+waits are connection timeouts and outages, handled above.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from rlthf_backend.core.types import Judgment
-from rlthf_backend.store.database import Database, DatabaseUnavailable, close_database, open_database, redact
+from rlthf_backend.store.database import (SQLITE_BUSY_TIMEOUT_S, Database, DatabaseUnavailable, close_database,
+                                          open_database, redact)
 from rlthf_backend.store.schema import judgment_claims, judgments, legacy_imports
 
 log = logging.getLogger(__name__)
@@ -35,6 +45,30 @@ log = logging.getLogger(__name__)
 CHUNK = 400
 #: Seconds between two attempts to open a database that could not be opened.
 RETRY_OPEN_S = 30.0
+
+
+class _Budget:
+    """Seconds one caller's store work may still spend in SQLite statements (waits included)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.left = seconds
+        self.logged = False  # one log line per caller, whatever happens after
+
+    def log_once(self, message: str, *args: Any) -> None:
+        if not self.logged:
+            self.logged = True
+            log.warning(message, *args)
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("judgment_store_budget", default=None)
+
+
+def _busy_timeout(connection: Connection, seconds: float) -> None:
+    """How long this SQLite connection's statements wait for another writer (the raw connection:
+    SQLAlchemy's transaction bookkeeping is not involved)."""
+    raw = connection.connection.driver_connection
+    raw.execute(f"PRAGMA busy_timeout = {max(0, int(seconds * 1000))}")  # type: ignore[union-attr]
 
 
 def _insert(dialect: str):
@@ -102,6 +136,12 @@ class DatabaseJudgmentStore:
         message = self._database.describe(exc)
         lowered = message.lower()
         if "locked" in lowered or "busy" in lowered or "deadlock" in lowered:
+            budget = self._running_budget(self._database)
+            if budget is not None:
+                budget.log_once("judgment store %s busy while trying to %s (%s); this call goes without it while "
+                                "busy, waiting %.1f s at most in all", self.display_url, doing, message,
+                                budget.seconds)
+                return
             log.warning("judgment store %s busy while trying to %s (%s); this batch goes without it",
                         self.display_url, doing, message)
             return
@@ -140,17 +180,68 @@ class DatabaseJudgmentStore:
         assert self._database is not None
         return {"ok": True, "database": self._database.dialect}
 
+    # --- one caller's deadline --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Bound the store work of the calls made inside (this thread or task) to ``seconds`` in
+        all, on SQLite. A deadline already running holds (the outermost caller's is the request's)."""
+        if _budget.get() is not None:
+            yield
+            return
+        token = _budget.set(_Budget(seconds))
+        try:
+            yield
+        finally:
+            _budget.reset(token)
+
+    def _running_budget(self, database: Database | None) -> _Budget | None:
+        return _budget.get() if database is not None and database.dialect == "sqlite" else None
+
+    def _spent(self, doing: str) -> bool:
+        """Whether the running deadline is spent: then ``doing`` is skipped, without waiting."""
+        budget = self._running_budget(self._database)
+        if budget is None or budget.left > 0:
+            return False
+        budget.log_once("judgment store %s: this call's %.1f s for the store are spent (another process holds "
+                        "the file?); it goes on without the store (lookups miss, %s and the rest are skipped)",
+                        self.display_url, budget.seconds, doing)
+        return True
+
+    @contextlib.contextmanager
+    def _connection(self, database: Database, write: bool) -> Iterator[Connection]:
+        """A connection (in a transaction when ``write``) whose statements wait for SQLite's locks
+        at most what is left of the running deadline; the time it took is charged to it."""
+        budget = self._running_budget(database)
+        started = time.monotonic()
+        try:
+            with (database.engine.begin() if write else database.engine.connect()) as connection:
+                if budget is None:
+                    yield connection
+                    return
+                _busy_timeout(connection, min(max(budget.left, 0.0), SQLITE_BUSY_TIMEOUT_S))
+                try:
+                    yield connection
+                finally:
+                    with contextlib.suppress(sqlite3.Error, SQLAlchemyError):
+                        _busy_timeout(connection, SQLITE_BUSY_TIMEOUT_S)  # back to the pool as it came
+        finally:
+            if budget is not None:
+                budget.left -= time.monotonic() - started
+
     # --- the store ------------------------------------------------------------------------------
 
     def get_many(self, fingerprint: str, keys: Sequence[str]) -> dict[str, Judgment]:
         """The stored judgments among ``keys`` (absent keys are simply missing from the result)."""
         found: dict[str, Judgment] = {}
+        if self._spent("lookups"):
+            return found
         database = self._open()
         if database is None or self.read_problem is not None:
             return found
         unique = list(dict.fromkeys(keys))
         try:
-            with database.engine.connect() as connection:
+            with self._connection(database, write=False) as connection:
                 for start in range(0, len(unique), CHUNK):
                     chunk = unique[start : start + CHUNK]
                     rows = connection.execute(
@@ -191,6 +282,8 @@ class DatabaseJudgmentStore:
             key=lambda row: row["content_key"],
         )
         rows = list({row["content_key"]: row for row in rows}.values())
+        if rows and self._spent("storing"):
+            return 0
         database = self._open()
         if not rows or database is None or self.write_problem is not None:
             return 0
@@ -200,7 +293,7 @@ class DatabaseJudgmentStore:
             set_={"judgment": insert.excluded.judgment, "created_at": insert.excluded.created_at},
         )
         try:
-            with database.engine.begin() as connection:  # one transaction: one fsync for the batch
+            with self._connection(database, write=True) as connection:  # one transaction: one fsync for the batch
                 for start in range(0, len(rows), CHUNK):
                     connection.execute(statement, rows[start : start + CHUNK])
         except SQLAlchemyError as exc:
@@ -213,6 +306,8 @@ class DatabaseJudgmentStore:
         """Claim ``keys`` for ``owner`` until ``seconds`` from now: the keys ``owner`` holds after
         (free ones, lapsed ones, its own). Without a working database every key is granted."""
         unique = sorted(set(keys))
+        if self._spent("claims"):
+            return set(unique)
         database = self._open()
         if database is None or self.write_problem is not None:
             return set(unique)
@@ -225,7 +320,7 @@ class DatabaseJudgmentStore:
         )
         held: set[str] = set()
         try:
-            with database.engine.begin() as connection:
+            with self._connection(database, write=True) as connection:
                 for start in range(0, len(unique), CHUNK):
                     chunk = unique[start : start + CHUNK]
                     connection.execute(statement, [{"fingerprint": fingerprint, "content_key": k, "owner": owner,
@@ -241,13 +336,16 @@ class DatabaseJudgmentStore:
         return held
 
     def release_many(self, fingerprint: str, keys: Sequence[str], owner: str) -> None:
-        """Drop ``owner``'s claims on ``keys`` (a lapsed claim another caller took is left alone)."""
+        """Drop ``owner``'s claims on ``keys`` (a lapsed claim another caller took is left alone).
+
+        Tried even when the deadline is spent, without waiting: a claim left behind makes other
+        callers wait for it to lapse."""
         unique = sorted(set(keys))
         database = self._open()
         if not unique or database is None or self.write_problem is not None:
             return
         try:
-            with database.engine.begin() as connection:
+            with self._connection(database, write=True) as connection:
                 for start in range(0, len(unique), CHUNK):
                     connection.execute(delete(judgment_claims).where(
                         judgment_claims.c.fingerprint == fingerprint, judgment_claims.c.owner == owner,

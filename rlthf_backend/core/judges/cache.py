@@ -10,14 +10,20 @@ share pairs, two gunicorn threads) would both miss and both pay. So misses are *
 they are judged: a pair claimed by someone else is waited for, and judged here only if its
 claim lapses (its owner died or took longer than :data:`CLAIM_SECONDS`) or is released
 without a judgment (its owner's call failed).
+
+A store that waits (a SQLite file another process holds for writing) must not make a call wait
+statement after statement: each call gives the store a deadline for all of its store work,
+:data:`STORE_SECONDS` per chunk, after which the call goes on without the store.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from rlthf_backend.core.judges.base import Judge
@@ -31,6 +37,10 @@ CHUNK_PAIRS = 256
 CLAIM_SECONDS = 600.0
 #: Longest pause between two looks at pairs that someone else is judging.
 MAX_POLL_SECONDS = 2.0
+#: Seconds of store work (waits for locks included) a judge_many call may spend per chunk of
+#: CHUNK_PAIRS pairs: a /predict stays within a few seconds of its judging, a long training
+#: keeps waiting for the store that holds what it paid for.
+STORE_SECONDS = 5.0
 
 
 class JudgmentStore(Protocol):
@@ -61,6 +71,11 @@ class JudgmentStore(Protocol):
         """For ``/health``: ``{"ok": True}``, or ``{"ok": False, "detail": why}``."""
         ...
 
+    def deadline(self, seconds: float) -> AbstractContextManager[None]:
+        """Bound the store work of the calls made inside to ``seconds`` in all; past it they
+        degrade (lookups miss, claims are granted, nothing is stored) instead of waiting."""
+        ...
+
 
 class CachedJudge(Judge):
     """A judge that answers from a :class:`JudgmentStore` first and asks ``inner`` only for misses.
@@ -72,10 +87,12 @@ class CachedJudge(Judge):
     cache is invisible in model versions.
     """
 
-    def __init__(self, inner: Judge, store: JudgmentStore, claim_seconds: float = CLAIM_SECONDS):
+    def __init__(self, inner: Judge, store: JudgmentStore, claim_seconds: float = CLAIM_SECONDS,
+                 store_seconds: float = STORE_SECONDS):
         self.inner = inner
         self.cache = store
         self.claim_seconds = claim_seconds
+        self.store_seconds = store_seconds
         self.kind = inner.kind
         self.cacheable = inner.cacheable
 
@@ -94,6 +111,11 @@ class CachedJudge(Judge):
         return fp
 
     def judge_many(self, pairs: Sequence[Pair]) -> list[Judgment]:
+        chunks = max(1, math.ceil(len(pairs) / CHUNK_PAIRS))
+        with self.cache.deadline(self.store_seconds * chunks):
+            return self._judge_many(pairs)
+
+    def _judge_many(self, pairs: Sequence[Pair]) -> list[Judgment]:
         fingerprint = self.fingerprint()
         keys = [p.content_key() for p in pairs]
         results: dict[str, Judgment] = {k: _cached(j) for k, j in self.cache.get_many(fingerprint, keys).items()}
