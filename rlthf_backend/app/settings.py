@@ -274,6 +274,9 @@ class Settings(_KnobFields):
     # --- Jobs -------------------------------------------------------------------------------
     queue_name: str = Field("rlthf", description="RQ queue the training jobs go to.")
     job_timeout: int = Field(3600, gt=0, description="Seconds a training job may run before RQ stops it.")
+    job_lease_seconds: int = Field(
+        30, ge=1, description="Seconds a training whose worker died keeps its project: its lock and its running "
+        "status are leases its process renews every third of this.")
     job_retries: int = Field(3, ge=0, description="Retries of a failed training job (backoff 10 s, 60 s, 300 s...).")
     debounce_seconds: float = Field(
         2.0, ge=0, description="A queued training starts once no label event came for this long (bursts collapse)."
