@@ -193,7 +193,8 @@ KNOBS: dict[str, Knob] = {
         "", JobsConfig,
         redis_url=dict(validation_alias=AliasChoices("REDIS_URL", "redis_url")),
         job_timeout=dict(gt=0, le=DAY_S), job_retries=dict(ge=0, le=100), debounce_seconds=dict(ge=0, le=3600),
-        debounce_max_seconds=dict(ge=0, le=DAY_S), max_queued_trainings=dict(gt=0), checks={"queue_name": non_empty},
+        debounce_max_seconds=dict(ge=0, le=DAY_S), max_queued_trainings=dict(gt=0),
+        job_lease_seconds=dict(ge=1, le=3600), checks={"queue_name": non_empty},
     ),
 }
 

@@ -20,6 +20,9 @@ class JobsConfig:
     queue_name: str = field(default="rlthf", metadata={"help": "RQ queue the training jobs go to."})
     job_timeout: int = field(
         default=3600, metadata={"help": "Seconds a training job may run before RQ stops it."})
+    job_lease_seconds: int = field(
+        default=30, metadata={"help": "Seconds a training whose worker died keeps its project: its lock and its "
+                                      "running status are leases its process renews every third of this."})
     job_retries: int = field(
         default=3, metadata={"help": "Retries of a failed training job (backoff 10 s, 60 s, 300 s...)."})
     debounce_seconds: float = field(

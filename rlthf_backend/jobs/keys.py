@@ -5,10 +5,12 @@ Per project:
 - ``rlthf:project:<id>:pending``: id of the queued, not yet started training (SET NX);
 - ``rlthf:project:<id>:force_round``: a Train click is waiting for the next job;
 - ``rlthf:project:<id>:last_event``: unix time of the newest label event;
-- ``rlthf:project:<id>:lock``: held by the training running for the project;
+- ``rlthf:project:<id>:lock``: held by the training running for the project (a lease: ``jobs.lease``);
+- ``rlthf:project:<id>:lease:<run>``: alive while the run of a training renews it (value: the job id);
 - ``rlthf:project:<id>:status``: the hash ``/jobs`` and ``/health`` read (``jobs.status``).
 
-And ``rlthf:metrics``: job counters for ``/metrics``.
+And ``rlthf:metrics``: job counters for ``/metrics``; ``rlthf:leases``: the set of runs holding a
+lease (``<project>:<run>:<job id>``), which the workers' keepers look through for dead ones.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import re
 
 PREFIX = "rlthf"
 METRICS_KEY = f"{PREFIX}:metrics"
+LEASES_KEY = f"{PREFIX}:leases"
 #: SCAN pattern of every project's status hash.
 STATUS_PATTERN = f"{PREFIX}:project:*:status"
 _STATUS_KEY = re.compile(rf"{PREFIX}:project:(-?[0-9]+):status")
@@ -40,6 +43,10 @@ def last_event_key(project_id: int) -> str:
 
 def lock_key(project_id: int) -> str:
     return _project_key(project_id, "lock")
+
+
+def lease_key(project_id: int, run_id: str) -> str:
+    return _project_key(project_id, f"lease:{run_id}")
 
 
 def status_key(project_id: int) -> str:

@@ -9,7 +9,8 @@ A picked-up job also waits for a quiet moment (no event for ``debounce_seconds``
 
 Redis keys (per project, spelled in ``jobs.keys``): ``pending``, the id of the queued, not yet
 started training (SET NX); ``force_round``, a Train click waiting for the next job; ``last_event``,
-the unix time of the newest label event; ``lock``, held by the running training.
+the unix time of the newest label event; ``lock``, held by the running training (a lease: a
+training whose worker died frees its project within ``job_lease_seconds``, see ``jobs.lease``).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.exceptions import LockError, LockNotOwnedError
 from rq import Queue, Retry
 
 from rlthf_backend.jobs import status
 from rlthf_backend.jobs.config import JobsConfig
 from rlthf_backend.jobs.keys import force_round_key, last_event_key, lock_key, pending_key
+from rlthf_backend.jobs.lease import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -138,13 +141,29 @@ class ProjectBusy(RuntimeError):
 
 
 @contextmanager
-def project_lock(redis: Redis, config: JobsConfig, project_id: int) -> Iterator[None]:
-    """One training per project at a time, across every worker on every machine."""
-    lock = redis.lock(lock_key(project_id), timeout=config.job_timeout + 60,
-                      blocking_timeout=config.job_timeout)
+def project_lock(redis: Redis, config: JobsConfig, project_id: int) -> Iterator[Heartbeat]:
+    """One training per project at a time, across every worker on every machine.
+
+    The lock lasts one lease (``job_lease_seconds``) and is renewed while the block runs, so a
+    killed holder frees the project within a lease. The block may call ``check()`` on what this
+    yields: it raises :class:`~rlthf_backend.jobs.lease.LeaseLost` once the lock lapsed anyway.
+    """
+    lock = redis.lock(lock_key(project_id), timeout=config.job_lease_seconds, blocking_timeout=config.job_timeout)
     if not lock.acquire():
         raise ProjectBusy(f"project {project_id}: another training held the lock for {config.job_timeout} s")
+
+    def renew() -> str | None:
+        try:
+            lock.reacquire()  # its expiry back to a full lease
+        except LockNotOwnedError:
+            return "the project lock lapsed (Redis unreachable for longer than a lease?); another training may start"
+        return None
+
     try:
-        yield
+        with Heartbeat(f"project {project_id}: lock", config.job_lease_seconds / 3, renew) as heartbeat:
+            yield heartbeat
     finally:
-        lock.release()
+        try:
+            lock.release()
+        except LockError:  # lapsed: nothing of ours to release
+            log.warning("project %s: the project lock had lapsed before its release", project_id)

@@ -5,6 +5,10 @@ the job (running, finished, failed). ``/jobs``, ``/health`` and the webhook read
 :func:`read`, the one parser: Redis is shared, and whatever else sits under our keys (a value
 from an older or foreign writer, a hand-edited field, a key of another type) reads as no status,
 with a warning, rather than failing those endpoints.
+
+A "running" record names its run's lease (``jobs.lease``); once that lease lapsed (the worker
+died) the record reads as not running: it is kept aside as ``abandoned`` until a worker's keeper
+clears it and records the failure.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import ResponseError, WatchError
 
-from rlthf_backend.jobs.keys import METRICS_KEY, STATUS_PATTERN, status_key, status_key_project
+from rlthf_backend.jobs.keys import METRICS_KEY, STATUS_PATTERN, lease_key, status_key, status_key_project
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,7 @@ STATUS_TTL_S = 30 * 24 * 3600
 MISSING_PROJECT_MEMORY_S = 600
 
 __all__ = ["FIELDS", "METRICS_KEY", "MISSING_PROJECT_MEMORY_S", "STATUS_TTL_S", "ProjectStatus", "StatusRecord",
-           "clear", "count_job", "job_counters", "missing_project", "projects", "read", "record"]
+           "clear", "clear_run", "count_job", "job_counters", "missing_project", "projects", "read", "record"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class StatusRecord:
     retries_left: int | None = None  # last_failed
     #: last_failed: Label Studio has no such project (so it was not retried, and is not queued again).
     project_missing: bool = False
+    lease: str | None = None  # running: the run's lease (jobs.lease); absent in records of older writers
     info: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -54,6 +59,8 @@ class ProjectStatus:
     running: StatusRecord | None = None
     last_finished: StatusRecord | None = None
     last_failed: StatusRecord | None = None
+    #: A "running" record whose run's lease lapsed: its worker died (not one of ``FIELDS``).
+    abandoned: StatusRecord | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """What ``/jobs`` shows: each field's stored object, or None."""
@@ -95,15 +102,16 @@ def _parse(raw: bytes | str) -> StatusRecord | None:
     if not isinstance(obj, dict) or not _number(obj.get("at")):
         return None
     job_id, reason, retries_left = obj.get("job_id"), obj.get("reason"), obj.get("retries_left")
+    lease = obj.get("lease")
     missing = obj.get("project_missing", None)
     if missing is None:  # written before the field existed (such records expire within minutes)
         missing = obj.get("retries_left") == 0 and str(reason or "").startswith("ProjectNotFound")
     if (not isinstance(job_id, (str, type(None))) or not isinstance(reason, (str, type(None)))
             or not (retries_left is None or (isinstance(retries_left, int) and not isinstance(retries_left, bool)))
-            or not isinstance(missing, bool)):
+            or not isinstance(missing, bool) or not isinstance(lease, (str, type(None)))):
         return None
     return StatusRecord(at=float(obj["at"]), job_id=job_id, reason=reason, retries_left=retries_left,
-                        project_missing=missing, info=obj)
+                        project_missing=missing, lease=lease, info=obj)
 
 
 def record(redis: Redis, project_id: int, field: str, info: dict[str, Any]) -> None:
@@ -138,8 +146,32 @@ def clear(redis: Redis, project_id: int, field: str) -> None:
             raise
 
 
+def clear_run(redis: Redis, project_id: int, lease: str) -> bool:
+    """Clear the "running" record if it is still that of the run holding ``lease`` (another run
+    of the project may have written its own since); whether it was cleared."""
+    key = status_key(project_id)
+    with redis.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            raw = pipe.hget(key, "running")
+            record = _parse(raw) if raw is not None else None
+            if record is None or record.lease != lease:
+                return False
+            pipe.multi()
+            pipe.hdel(key, "running")
+            pipe.execute()
+            return True
+        except WatchError:  # rewritten meanwhile: by a live run
+            return False
+        except ResponseError as exc:
+            if not _is_wrongtype(exc):
+                raise
+            return False
+
+
 def read(redis: Redis, project_id: int) -> ProjectStatus:
-    """The project's status; a field that does not parse (or a key that is no hash) reads as absent."""
+    """The project's status; a field that does not parse (or a key that is no hash) reads as absent,
+    and a "running" record whose run's lease lapsed reads as ``abandoned``."""
     key = status_key(project_id)
     try:
         raw = redis.hgetall(key)
@@ -162,6 +194,9 @@ def read(redis: Redis, project_id: int) -> ProjectStatus:
     if ignored:
         log.warning("project %s: status field(s) %s of %s are not status records; read as absent",
                     project_id, ", ".join(sorted(ignored)), key)
+    running = found.get("running")
+    if running is not None and running.lease is not None and not redis.exists(lease_key(project_id, running.lease)):
+        found["abandoned"] = found.pop("running")
     return ProjectStatus(**found)
 
 

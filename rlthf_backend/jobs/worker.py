@@ -11,6 +11,7 @@ from rq.worker_pool import WorkerPool
 
 from rlthf_backend.jobs.config import JobsConfig
 from rlthf_backend.jobs.connection import redis_from_config
+from rlthf_backend.jobs.lease import start_keeper
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +26,15 @@ def run_worker(config: JobsConfig, workers: int = 1, burst: bool = False) -> Non
     Redis going away never ends the worker: RQ retries while it waits for a job, but an outage
     at another moment (starting up, registering, a heartbeat) makes it raise or quit, so a
     worker that stopped without being asked to waits for Redis and starts again.
+
+    Beside RQ, a keeper thread hands the jobs of dead workers back to RQ within a lease
+    (``jobs.lease``), and schedules retries when the worker that ran RQ's scheduler died.
     """
     connection = redis_from_config(config)
     connection.ping()  # fail now, with the URL in the message, rather than inside RQ's loop
     log.info("worker(s) on queue %r at %s", config.queue_name, config.redis_url)
+    if not burst:
+        start_keeper(redis_from_config(config), config)
     if workers > 1:
         WorkerPool([config.queue_name], connection=connection, num_workers=workers).start(burst=burst)
         return

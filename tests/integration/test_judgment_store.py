@@ -169,6 +169,46 @@ def test_processes_judging_the_same_pairs_at_once_pay_for_each_once(store_url, t
         assert json.loads((tmp_path / f"r{i}.json").read_text()) == ["a"] * 600
 
 
+def _judge_until_killed(url: str, lease_s: float) -> None:
+    """Claims the pairs and judges them for an hour (the test kills this process meanwhile)."""
+    CachedJudge(CountingJudge(delay_s=3600), DatabaseJudgmentStore(url), claim_seconds=lease_s).judge_many(
+        _pairs(5, "held"))
+
+
+def _claims(url: str) -> list[tuple[str, float]]:
+    with open_database(url).engine.connect() as connection:
+        return [tuple(r) for r in connection.execute(text("SELECT owner, expires_at FROM judgment_claims"))]
+
+
+def test_a_killed_judges_claims_lapse_within_one_lease(store_url):
+    """A backend killed mid-judgment must not keep its pairs from everyone else for long: its claims
+    are a lease it renews while alive, so they outlive the lease while it judges, and lapse once it died."""
+    lease_s = 2.0
+    holder = multiprocessing.get_context("spawn").Process(target=_judge_until_killed, args=(store_url, lease_s))
+    holder.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(_claims(store_url)) < 5:
+            assert time.monotonic() < deadline and holder.is_alive(), "the holder never claimed its pairs"
+            time.sleep(0.05)
+        first_expiry = max(e for _, e in _claims(store_url))
+        time.sleep(2 * lease_s)  # alive and judging: renewed, not lapsed
+        claims = _claims(store_url)
+        assert len({o for o, _ in claims}) == 1 and min(e for _, e in claims) > first_expiry
+        keys = [p.content_key() for p in _pairs(5, "held")]
+        assert DatabaseJudgmentStore(store_url).claim_many(CountingJudge().fingerprint(), keys, "other", 60) == set()
+    finally:
+        holder.kill()  # SIGKILL: no release, no goodbye
+        holder.join(10)
+    killed_at = time.monotonic()
+    inner = CountingJudge()
+    results = CachedJudge(inner, DatabaseJudgmentStore(store_url), claim_seconds=lease_s).judge_many(
+        _pairs(5, "held"))
+    took = time.monotonic() - killed_at
+    assert [j.label for j in results] == ["a"] * 5 and sorted(inner.judged) == [f"held{i}" for i in range(5)]
+    assert took < lease_s + 3, f"the dead holder's claims kept the pairs for {took:.1f} s"
+
+
 @pytest.mark.parametrize("kind", DATABASES)
 def test_migrations_create_exactly_the_schema_the_queries_use(kind, tmp_path):
     with fresh_url(kind, tmp_path) as url:

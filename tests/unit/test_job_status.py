@@ -187,3 +187,24 @@ def test_jobs_config_is_the_settings_fields_of_the_same_name():
     assert JobsConfig() == jobs_config(Settings(_env_file=None))  # same defaults
     for f in fields(JobsConfig):
         assert f.metadata["help"] == Settings.model_fields[f.name].description, f.name
+
+
+# --- leases: a run whose worker died is not shown running -------------------------------------------
+
+
+def test_a_running_record_whose_lease_lapsed_reads_as_abandoned(redis):
+    redis.hset(keys.status_key(30), "running", _good(stage="fitting", lease="run1"))
+    redis.set(keys.lease_key(30, "run1"), "j", ex=30)
+    assert status.read(redis, 30).running.lease == "run1" and status.read(redis, 30).abandoned is None
+    redis.delete(keys.lease_key(30, "run1"))  # the worker died: nobody renewed it
+    state = status.read(redis, 30)
+    assert state.running is None and state.abandoned.info["stage"] == "fitting"
+    assert state.as_dict()["running"] is None
+    redis.hset(keys.status_key(31), "running", _good(stage="fitting"))  # an older writer's record: no lease
+    assert status.read(redis, 31).running is not None
+
+
+def test_a_run_clears_only_its_own_running_record(redis):
+    redis.hset(keys.status_key(32), "running", _good(lease="other-run"))
+    assert status.clear_run(redis, 32, "my-run") is False and status.read(redis, 32).abandoned is not None
+    assert status.clear_run(redis, 32, "other-run") is True and redis.hget(keys.status_key(32), "running") is None

@@ -234,6 +234,23 @@ def test_a_lapsed_claim_is_taken_over(cache):
     assert inner.calls == [["p0", "p1"]]
 
 
+def test_a_holder_renews_its_claims_while_it_judges(cache):
+    """Claims are short leases: a judge slower than one lease keeps its pairs by renewing them."""
+    first = BlockingJudge()
+    keys = [p.content_key() for p in _pairs(2)]
+    worker = threading.Thread(target=lambda: CachedJudge(first, cache, claim_seconds=0.6).judge_many(_pairs(2)))
+    worker.start()
+    try:
+        assert first.started.wait(10)
+        time.sleep(1.5)  # more than two leases
+        assert cache.claim_many(first.fingerprint(), keys, "someone else", seconds=60) == set()
+    finally:
+        first.go.set()
+        worker.join(10)
+    time.sleep(0.5)  # no renewal lands after the release
+    assert cache.claim_many(first.fingerprint(), keys, "someone else", seconds=60) == set(keys)
+
+
 def test_claims_are_released_when_the_judge_raises(cache):
     class Broken(CountingJudge):
         def judge_many(self, pairs):

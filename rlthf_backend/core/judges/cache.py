@@ -8,8 +8,12 @@ are stored; failures are asked again next time.
 Processes that need the same pairs at the same moment (two workers training projects that
 share pairs, two gunicorn threads) would both miss and both pay. So misses are *claimed* before
 they are judged: a pair claimed by someone else is waited for, and judged here only if its
-claim lapses (its owner died or took longer than :data:`CLAIM_SECONDS`) or is released
-without a judgment (its owner's call failed).
+claim lapses or is released without a judgment (its owner's call failed).
+
+A claim is a lease: it lasts :data:`CLAIM_SECONDS` and its holder renews it while it judges, so a
+live holder keeps its pairs however long the judge takes, while a dead one (a process killed
+mid-judgment) loses them within one lease: another backend can still pre-label those pairs within
+Label Studio's 100 s.
 
 A store that waits (a SQLite file another process holds for writing) must not make a call wait
 statement after statement: each call gives the store a deadline for all of its store work,
@@ -19,7 +23,9 @@ statement after statement: each call gives the store a deadline for all of its s
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -29,12 +35,14 @@ from typing import Any, Protocol
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.types import Judgment, Pair
 
+log = logging.getLogger(__name__)
+
 #: Misses are judged (and stored) this many at a time: an interrupted run keeps what it paid for,
 #: and one claim covers minutes of judging, not hours.
 CHUNK_PAIRS = 256
-#: How long a claim holds before others may judge its pairs themselves: well above what a chunk
-#: takes an API judge (256 pairs in both orders at 8 requests in flight and 2 s each: about 2 min).
-CLAIM_SECONDS = 600.0
+#: How long a claim holds unless renewed; its holder renews it every third of that while judging.
+#: Short, so a dead holder's pairs are free again well within Label Studio's 100 s for a pre-label.
+CLAIM_SECONDS = 20.0
 #: Longest pause between two looks at pairs that someone else is judging.
 MAX_POLL_SECONDS = 2.0
 #: Seconds of store work (waits for locks included) a judge_many call may spend per chunk of
@@ -60,7 +68,8 @@ class JudgmentStore(Protocol):
 
     def claim_many(self, fingerprint: str, keys: Sequence[str], owner: str, seconds: float) -> set[str]:
         """Claim ``keys`` for ``owner`` for ``seconds``: the keys now held by ``owner`` (those
-        nobody else holds, or whose claim lapsed)."""
+        nobody else holds, or whose claim lapsed). Claiming keys ``owner`` holds already extends
+        its claims to ``seconds`` from now (that is how a holder renews them)."""
         ...
 
     def release_many(self, fingerprint: str, keys: Sequence[str], owner: str) -> None:
@@ -151,20 +160,58 @@ class CachedJudge(Judge):
                 continue
             claimed_total += len(claimed)
             try:
-                # Someone may have stored these between our lookup and our claim.
-                for key, judgment in self.cache.get_many(fingerprint, claimed).items():
-                    results[key] = _cached(judgment)
-                    del waiting[key]
-                misses = [k for k in claimed if k in waiting]
-                if misses:
-                    fresh = self.inner.judge_many([waiting[k] for k in misses])
-                    self.cache.put_many(fingerprint, zip(misses, fresh))
-                    for key, judgment in zip(misses, fresh):
-                        results[key] = judgment
+                with _ClaimRenewal(self.cache, fingerprint, claimed, owner, self.claim_seconds):
+                    # Someone may have stored these between our lookup and our claim.
+                    for key, judgment in self.cache.get_many(fingerprint, claimed).items():
+                        results[key] = _cached(judgment)
                         del waiting[key]
+                    misses = [k for k in claimed if k in waiting]
+                    if misses:
+                        fresh = self.inner.judge_many([waiting[k] for k in misses])
+                        self.cache.put_many(fingerprint, zip(misses, fresh))
+                        for key, judgment in zip(misses, fresh):
+                            results[key] = judgment
+                            del waiting[key]
             finally:
                 self.cache.release_many(fingerprint, claimed, owner)
         return claimed_total
+
+
+class _ClaimRenewal:
+    """Renews ``owner``'s claims on ``keys`` every third of a lease while the block runs, from a
+    daemon thread: the claims then live exactly as long as this process keeps judging them."""
+
+    def __init__(self, store: JudgmentStore, fingerprint: str, keys: Sequence[str], owner: str,
+                 seconds: float) -> None:
+        self.store, self.fingerprint, self.keys = store, fingerprint, list(keys)
+        self.owner, self.seconds = owner, seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _ClaimRenewal:
+        if self.seconds > 0:
+            self._thread = threading.Thread(target=self._run, name="rlthf-claim-renewal", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()  # no renewal may land after the caller releases the claims
+
+    def _run(self) -> None:
+        lost_logged = False
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                held = self.store.claim_many(self.fingerprint, self.keys, self.owner, self.seconds)
+            except Exception:  # a store is only a cache: judging goes on without the renewal
+                log.warning("could not renew %d judgment claim(s); they may lapse", len(self.keys), exc_info=True)
+                continue
+            lost = len(set(self.keys) - held)
+            if lost and not lost_logged:  # someone took them over while we were slow: they may pay twice
+                log.warning("%d of %d judgment claim(s) lapsed and were taken over before renewal",
+                            lost, len(self.keys))
+                lost_logged = True
 
 
 def _cached(judgment: Judgment) -> Judgment:
