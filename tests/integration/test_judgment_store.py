@@ -3,7 +3,7 @@
 
 Several processes at once: sharing judgments, writing the same keys, judging the same pairs
 (each paid for once), migrating a fresh database together. Failure modes that need no server are
-in tests/unit/test_judge_cache.py.
+in tests/unit/test_judges_cache.py.
 """
 
 from __future__ import annotations

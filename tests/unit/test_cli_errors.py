@@ -1,4 +1,4 @@
-"""Every command answers bad input with one line naming the problem and a non-zero exit (issue 10).
+"""Every command answers bad input with one line naming the problem and a non-zero exit.
 
 The commands run as users run them: the installed ``rlthf-backend`` in a clean environment.
 """

@@ -1,5 +1,5 @@
 """`rlthf-backend simulate` and its reader answer bad data files with one line naming the file and
-the line (issue 10), and read upper-case labels as the letters they are."""
+the line, and read upper-case labels as the letters they are."""
 
 from __future__ import annotations
 

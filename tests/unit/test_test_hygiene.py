@@ -32,9 +32,10 @@ def _collected(*args: str, env: dict[str, str] | None = None) -> str:
 
 
 def test_integration_tests_never_join_the_unit_run():
-    # A file in tests/integration with no marker of its own (this suite's test_faults.py declares
-    # one; the directory decides anyway): "not integration" selects nothing there.
-    out = _collected("-m", "not integration", "tests/integration/test_serve_hardening.py")
+    # A file in tests/integration with no marker of its own (this suite's
+    # test_active_loop_under_faults.py declares one; the directory decides anyway): "not integration"
+    # selects nothing there.
+    out = _collected("-m", "not integration", "tests/integration/test_server_under_gunicorn.py")
     assert "no tests collected" in out or " 0 selected" in out or "deselected" in out, out[-1000:]
     assert "::test_" not in out, out[-1000:]
     unit = _collected("-m", "unit", "tests/unit/test_test_hygiene.py")

@@ -1,6 +1,8 @@
-"""Regression tests of issue 10's findings against the HTTP layer (Flask's test client, real judges).
+"""The HTTP layer's limits on what clients send (Flask's test client, real judges): metric labels from
+fixed sets, one request-validation layer, strict project ids, basic auth, a corrupt judgment cache,
+webhooks for missing projects, bounded /setup fix-ups, 500s without internals.
 
-Each test reproduces one finding as a client sent it; docs/troubleshooting.md's "Limits" section
+Each test sends what a hostile or careless client would; docs/troubleshooting.md's "Limits" section
 states the rules they check.
 """
 
@@ -31,7 +33,7 @@ PAIRWISE = (CONFIGS / "pairwise.xml").read_text()
 @pytest.fixture
 def settings(tmp_path):
     return Settings(judge="precomputed", data_dir=tmp_path, _env_file=None,
-                    queue_name=f"hardening-{tmp_path.name}", debounce_seconds=30, debounce_max_seconds=30)
+                    queue_name=f"limits-{tmp_path.name}", debounce_seconds=30, debounce_max_seconds=30)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A property-based fuzz layer over every endpoint, with and without basic auth (issue 10).
+"""A property-based fuzz layer over every endpoint, with and without basic auth.
 
 Hypothesis throws arbitrary JSON (deep, huge numbers, NaN, lone surrogates), raw bytes, unicode,
 sizes, invented methods, odd query strings and Authorization headers at the app. The properties:

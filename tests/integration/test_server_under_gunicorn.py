@@ -1,5 +1,6 @@
-"""Issue 10 against the real server (``rlthf-backend serve`` under gunicorn): what gunicorn itself
-answers, what it logs, and a hostile judge answer end to end."""
+"""The real server (``rlthf-backend serve`` under gunicorn) against hostile requests: what gunicorn
+itself answers (too long URLs and headers, malformed request lines, bodies over the limit), what it
+logs, the workers' metrics page, and a hostile judge answer end to end."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def judge_server():
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory, judge_server):
-    server = start_backend(tmp_path_factory.mktemp("serve-hardening"), {
+    server = start_backend(tmp_path_factory.mktemp("serve-under-gunicorn"), {
         "BASIC_AUTH_USER": "ls", "BASIC_AUTH_PASS": "s3cret", "RLTHF_JUDGE": "openai",
         "RLTHF_OPENAI_BASE_URL": judge_server.base_url, "RLTHF_JUDGE_MAX_RETRIES": "0",
         "RLTHF_MAX_REQUEST_MB": "1"}, workers=1)
