@@ -80,17 +80,36 @@ def describe_api_error(exc: Any) -> str:
 
 def iter_tasks(ls: LabelStudio, project_id: int, *, query: dict[str, Any] | None = None, include: str | None = None,
                page_size: int = 1000) -> Iterator[dict[str, Any]]:
-    """A project's tasks as plain dicts, streamed page by page: with their annotations and
-    predictions, or only the fields ``include`` names; ``query`` is a Data Manager query (filters)."""
-    kwargs: dict[str, Any] = {"project": project_id, "page_size": page_size}
+    """A project's tasks as plain dicts, in id order: with their annotations and predictions, or only
+    the fields ``include`` names; ``query`` is a Data Manager query (filters joined by "and").
+
+    Paged by task id, not by page number: each request asks for the next ``page_size`` tasks with
+    an id above the last one read, so a task deleted (or added) while the pages are read shifts no
+    other task out of the read or into it twice.
+    """
+    kwargs: dict[str, Any] = {"project": project_id, "page": 1, "page_size": page_size}
     if include is not None:
         kwargs["include"] = include
     else:
         kwargs["fields"] = "all"
-    if query is not None:
-        kwargs["query"] = json.dumps(query)
-    for task in ls.tasks.list(**kwargs):
-        yield task.model_dump() if hasattr(task, "model_dump") else dict(task)
+    base = dict(query or {})
+    filters = dict(base.get("filters") or {"conjunction": "and", "items": []})
+    if filters.get("conjunction", "and") != "and":
+        raise ValueError("iter_tasks pages by id: its query's filters must be joined by 'and'")
+    last_id = 0
+    while True:
+        after = {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": last_id}
+        page_query = {**base, "filters": {"conjunction": "and", "items": [*filters.get("items", []), after]},
+                      "ordering": ["tasks:id"]}
+        page = ls.tasks.list(**kwargs, query=json.dumps(page_query))
+        tasks = [t.model_dump() if hasattr(t, "model_dump") else dict(t) for t in page.items or []]
+        yield from tasks
+        if len(tasks) < page_size:
+            return
+        newest = max(int(t["id"]) for t in tasks)
+        if newest <= last_id:  # the server ignored the id filter: paging on would repeat this page
+            raise RuntimeError(f"Label Studio did not page project {project_id}'s tasks by id")
+        last_id = newest
 
 
 def basic_auth_header(user: str, password: str) -> str:

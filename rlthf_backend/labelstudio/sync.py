@@ -20,6 +20,7 @@ predictions do not stamp their tasks; the backend learns its own from the predic
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,8 +79,10 @@ class SyncReport:
 
 def newest_stamp(ls: LabelStudio, project_id: int) -> str | None:
     """The newest ``updated_at`` among the project's tasks (Label Studio's clock), or None."""
-    newest = next(iter_tasks(ls, project_id, query={"ordering": ["-tasks:updated_at"]}, include="id,updated_at",
-                             page_size=1), None)
+    page = ls.tasks.list(project=project_id, page=1, page_size=1, include="id,updated_at",
+                         query=json.dumps({"ordering": ["-tasks:updated_at"]}))
+    first = (page.items or [None])[0]
+    newest = first.model_dump() if hasattr(first, "model_dump") else first
     return stamp_text(newest["updated_at"]) if newest and newest.get("updated_at") else None
 
 
@@ -160,6 +163,11 @@ def sync_project(
     before = settled_cursor(newest, server_time(), overlap_s)
     report.changed = snapshot.apply(task_row(config, t, queue_version) for t in iter_tasks(ls, project.id))
     report.tasks_read = len(report.changed)
+    if snapshot.totals()[0] > ProjectCounts.of(ls.projects.get(id=project.id)).tasks:
+        # A task deleted after its page was read: Label Studio no longer has it, so neither may we.
+        present = {int(t["id"]) for t in iter_tasks(ls, project.id, include="id")}
+        gone = snapshot.remove([t for t in list(snapshot.rows) if t not in present])
+        report.changed = [t for t in report.changed if t not in gone]
     snapshot.cursor, report.settled = before, newest is None or before == newest
     if stored is None and not any(r.shown for r in snapshot.rows.values()):
         snapshot.queue_version = None

@@ -137,3 +137,46 @@ def test_an_annotation_made_after_a_read_is_in_the_next_read(ls, project, read):
     snapshot, report = read(project, snapshot)
     assert report.mode == "incremental" and report.changed == [task_id]
     assert snapshot.rows[task_id].votes == ["b"]
+
+
+def test_a_task_deleted_between_two_pages_of_a_full_read_leaves_no_trace_and_misses_none(ls, label_studio,
+                                                                                          project, monkeypatch):
+    """Label Studio deletes (and adds) tasks while a full read pages through the project: the read
+    neither holds the deleted task nor misses one that moved across the page boundary."""
+    from rlthf_backend.labelstudio import client as client_module
+
+    ids = sorted(int(t["id"]) for t in client_module.iter_tasks(ls, project.id, include="id"))
+    assert len(ids) == 30
+    monkeypatch.setitem(client_module.iter_tasks.__kwdefaults__, "page_size", 10)  # three pages
+    real_list = ls.tasks.list
+    calls = {"n": 0}
+
+    def list_then_change(**kwargs):
+        page = real_list(**kwargs)
+        calls["n"] += "fields" in kwargs  # a page of the full read (tasks whole)
+        if calls["n"] == 1 and "fields" in kwargs:  # after the first page: delete a task it read, add one
+            ls.tasks.delete(id=ids[3])
+            ls.projects.import_tasks(id=project.id, request=[{"prompt": "late", "answer1": "x", "answer2": "y"}])
+            calls["n"] += 1
+        return page
+
+    ls.tasks.list = list_then_change
+    try:
+        snapshot, report = sync_project(ls, ls.projects.get(id=project.id), CFG, None, overlap_s=OVERLAP)
+        pages = [int(t["id"]) for t in client_module.iter_tasks(ls, project.id, include="id", page_size=7)]
+    finally:
+        ls.tasks.list = real_list
+    now = sorted(int(t["id"]) for t in client_module.iter_tasks(ls, project.id, include="id"))
+    assert sorted(snapshot.rows) == now  # the deleted task gone, every other task (and the new one) there
+    assert ids[3] not in snapshot.rows and len(now) == 30
+    assert pages == now  # paged 7 at a time by id: each task once, in id order
+
+
+def test_paging_by_id_reads_each_task_once_with_a_filter(ls, project):
+    from rlthf_backend.labelstudio.client import iter_tasks
+
+    every = [int(t["id"]) for t in iter_tasks(ls, project.id, include="id")]
+    small = [int(t["id"]) for t in iter_tasks(ls, project.id, include="id", page_size=4)]
+    assert small == every == sorted(every) and len(every) == 30
+    chosen = {"selectedItems": {"all": False, "included": every[5:12]}}
+    assert [int(t["id"]) for t in iter_tasks(ls, project.id, query=chosen, page_size=3)] == every[5:12]
