@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from redis import Redis
+from rq import Worker
 
 from rlthf_backend.core.reward import load_reward_model
 from rlthf_backend.registry.versions import ModelRegistry
@@ -34,6 +36,8 @@ def test_redis_down_webhooks_still_answer_and_next_training_catches_up(ls, label
     backend = start_backend(tmp_path / "backend", env)
     worker = start_worker(env, tmp_path / "worker")
     try:
+        # Redis goes away under a running worker (one that cannot reach Redis at start stops, by design).
+        wait_until(lambda: Worker.count(connection=Redis.from_url(redis_server.url)) >= 1, 120, "the worker to register")
         rows = judged_pairs(30)
         label_of = {r["id"]: r["human_label"] for r in rows}
         project_id = make_project(ls, rows, "choices.xml", "redis down")
