@@ -292,6 +292,12 @@ class Settings(_KnobFields):
     # --- Server -----------------------------------------------------------------------------
     log_level: str = Field("INFO", description="Python logging level.")
     model_title: str = Field("rlthf", description="Prefix of model_version names shown in Label Studio.")
+    predict_budget_s: float = Field(
+        60.0, gt=0,
+        description="Seconds a /predict spends judging before it answers; keep it well under Label Studio's "
+        "ML_TIMEOUT_PREDICT (100 s), after which Label Studio stores nothing. Tasks not judged by then are answered "
+        "\"not yet\" and judged by a background job that writes their predictions to Label Studio (it needs "
+        "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY).")
 
     # --- Limits and refusals (docs/troubleshooting.md: "Limits: what is refused, and how") ----
     max_request_mb: float = Field(
