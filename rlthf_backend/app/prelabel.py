@@ -83,17 +83,22 @@ def _short_reason(error: str) -> str:
 
 
 class ProgressMeter:
-    """Judged / total, rate, time left and cost of one run; reports every ``every_s`` seconds."""
+    """Judged / total, rate, time left and cost of one run: logged every ``every_s`` seconds and
+    handed to ``on_report`` (``/jobs``) every ``record_every_s``.
 
-    def __init__(self, total: int, judge: Judge, *, every_s: float = 10.0, job_id: str | None = None,
-                 on_report: Callable[[PrelabelProgress], None] | None = None, label: str = "prelabel") -> None:
+    The cost is what the judge paid while the run lasted: where the judge is shared (the server's,
+    in embedded mode) it includes the requests of /predict calls made meanwhile.
+    """
+
+    def __init__(self, total: int, judge: Judge, *, every_s: float = 10.0, record_every_s: float = 2.0,
+                 job_id: str | None = None, on_report: Callable[[PrelabelProgress], None] | None = None,
+                 label: str = "prelabel") -> None:
         self.total, self.judge, self.every_s, self.job_id, self.on_report = total, judge, every_s, job_id, on_report
+        self.record_every_s = record_every_s
         self.label = label
         self.started = time.monotonic()
         self.usage_at_start = judge.usage()
-        self.last_report = self.started
-        self.first_done_at: float | None = None
-        self.done_before_rate = 0
+        self.last_log = self.last_record = self.started
 
     def snapshot(self, summary: PrelabelSummary, state: str = "running", reason: str | None = None) -> PrelabelProgress:
         now = time.monotonic()
@@ -112,12 +117,16 @@ class ProgressMeter:
     def report(self, summary: PrelabelSummary, state: str = "running", reason: str | None = None,
                force: bool = False) -> PrelabelProgress | None:
         now = time.monotonic()
-        if not force and now - self.last_report < self.every_s:
+        log_now = force or now - self.last_log >= self.every_s
+        record_now = self.on_report is not None and (force or now - self.last_record >= self.record_every_s)
+        if not (log_now or record_now):
             return None
-        self.last_report = now
         progress = self.snapshot(summary, state, reason)
-        log.info("%s project %s: %s", self.label, summary.project_id, progress.describe())
-        if self.on_report is not None:
+        if log_now:
+            self.last_log = now
+            log.info("%s project %s: %s", self.label, summary.project_id, progress.describe())
+        if record_now and self.on_report is not None:
+            self.last_record = now
             try:
                 self.on_report(progress)
             except Exception as exc:  # progress must never stop the work

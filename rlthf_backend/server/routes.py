@@ -66,6 +66,7 @@ def setup() -> Response:
 
 @bp.post("/predict")
 def predict() -> Response:
+    started = time.monotonic()
     body = json_body()
     ctx = _ctx()
     tasks = tasks_list(body.get("tasks"))
@@ -78,7 +79,9 @@ def predict() -> Response:
     # One task: an annotator opened it and waits; it goes ahead of any bulk judging. Whatever is not
     # judged within the budget is answered "not yet" (Label Studio stores nothing for it) and
     # judged by a background job that writes the predictions to Label Studio.
-    outcomes = predict_tasks(config, tasks, ctx.judge, budget_s=ctx.settings.predict_budget_s, urgent=len(tasks) == 1)
+    judge = ctx.judge  # built on first use: that time counts against the budget too
+    budget_s = max(0.0, ctx.settings.predict_budget_s - (time.monotonic() - started))
+    outcomes = predict_tasks(config, tasks, judge, budget_s=budget_s, urgent=len(tasks) == 1)
     for o in outcomes:
         metrics.PREDICTIONS.labels(
             "deferred" if o.pending else "failed" if not o.ok else "cached" if o.cached else "judged").inc()
