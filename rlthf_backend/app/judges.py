@@ -5,6 +5,8 @@ settings and the database: the judges take config dataclasses, which the setting
 
 from __future__ import annotations
 
+import threading
+
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.judges.cache import CachedJudge, JudgmentStore
 from rlthf_backend.core.judges.configs import OpenAIJudgeConfig, TransformersJudgeConfig
@@ -64,6 +66,24 @@ def make_judge(settings: Settings, *, cache: bool = True, store: JudgmentStore |
             store = shared_judgment_store(settings)
         judge = CachedJudge(judge, store)
     return judge
+
+
+_process_judges: dict[int, tuple[Settings, Judge]] = {}
+_process_judges_lock = threading.Lock()
+
+
+def process_judge(settings: Settings) -> Judge:
+    """This process's judge for ``settings`` (one per settings object, made on first use).
+
+    The server and the background jobs running in the same process (embedded mode) share it, and
+    so share its request pool: one concurrency bound, and an opened task's prompts ahead of the
+    bulk work queued there.
+    """
+    with _process_judges_lock:
+        found = _process_judges.get(id(settings))
+        if found is None or found[0] is not settings:
+            found = _process_judges[id(settings)] = (settings, make_judge(settings))
+        return found[1]
 
 
 def panel_member_settings(settings: Settings) -> list[Settings]:

@@ -328,6 +328,12 @@ class Settings(_KnobFields):
     model_title: str = Field("rlthf", pattern=r"^[\w.-]+$", description=(
         "Prefix of model_version names shown in Label Studio (letters, digits, '_', '.', '-': it names "
         "the registry's version folders)."))
+    predict_budget_s: float = Field(
+        60.0, gt=0, le=DAY_S,
+        description="Seconds a /predict spends judging before it answers; keep it well under Label Studio's "
+        "ML_TIMEOUT_PREDICT (100 s), after which Label Studio stores nothing. Tasks not judged by then are answered "
+        "\"not yet\" and judged by a background job that writes their predictions to Label Studio (it needs "
+        "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY).")
 
     # --- Limits and refusals (docs/troubleshooting.md: "Limits: what is refused, and how") ----
     # (and OPENAI_MAX_TOKENS, MAX_QUEUED_TRAININGS: in KNOBS)

@@ -62,6 +62,8 @@ def prelabel(project_id: int, rejudge_all: bool) -> None:
 
     summary = prelabel_project(get_settings(), project_id, rejudge_all=rejudge_all, progress=True)
     click.echo(summary.describe())
+    if summary.interrupted:
+        sys.exit(130)  # Ctrl-C: what was judged is stored and written; a rerun does the rest
     if summary.failed and not summary.written:
         sys.exit(1)
 

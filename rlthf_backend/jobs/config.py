@@ -34,3 +34,9 @@ class JobsConfig:
         default=100, metadata={"help": "Trainings waiting in the queue at most; a webhook for one more project is "
                                        "answered 429 and queues nothing (its next event queues it)."})
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
+
+    @property
+    def prelabel_queue(self) -> str:
+        """The RQ queue of background pre-labelling (after a large /predict); workers take
+        trainings first."""
+        return f"{self.queue_name}-prelabel"

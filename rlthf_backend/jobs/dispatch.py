@@ -18,7 +18,7 @@ from rlthf_backend.jobs import status
 from rlthf_backend.jobs.config import JobsConfig
 from rlthf_backend.jobs.connection import CircuitBreaker, RedisUnavailable, redis_from_config
 from rlthf_backend.jobs.embedded import embedded_redis
-from rlthf_backend.jobs.queue import Enqueued, ProjectMissing, QueueFull, enqueue_training
+from rlthf_backend.jobs.queue import Enqueued, ProjectMissing, QueueFull, enqueue_prelabel, enqueue_training
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +69,10 @@ class TrainingDispatcher:
         """Queue (or join) a training; ProjectMissing or QueueFull when it is not queued."""
         return self._call(lambda r: enqueue_training(r, self.config, project_id, reason, force_round=force_round))
 
+    def submit_prelabel(self, project_id: int, task_ids: list[int], model_version: str) -> str:
+        """Queue the background judging of ``task_ids``; the job id."""
+        return self._call(lambda r: enqueue_prelabel(r, self.config, project_id, task_ids, model_version))
+
     def project_status(self, project_id: int) -> status.ProjectStatus:
         return self._call(lambda r: status.read(r, project_id))
 
@@ -90,6 +94,8 @@ class TrainingDispatcher:
             line["detail"] = "REDIS_URL is not set: trainings run in this process (one gunicorn worker)"
         line["running"] = sorted(p for p, st in projects.items() if st.running)
         line["queued"] = sorted(p for p, st in projects.items() if st.queued)
+        line["prelabeling"] = {str(p): st.prelabel.describe() for p, st in projects.items()
+                               if st.prelabel is not None and st.prelabel.state in ("queued", "running")}
         failures = [(st.last_failed.at, p, st.last_failed.reason) for p, st in projects.items()
                     if st.last_failed and st.failing]
         if failures:

@@ -55,17 +55,20 @@ def embedded_redis(config: JobsConfig) -> Redis:
             _redis = fakeredis.FakeRedis()
         if config.queue_name not in _worked_queues:
             _worked_queues.add(config.queue_name)
-            worker = _ThreadWorker([config.queue_name], connection=_redis)
-            threading.Thread(
-                target=worker.work,
-                kwargs={"with_scheduler": False, "logging_level": config.log_level.upper()},
-                name="rlthf-embedded-worker",
-                daemon=True,
-            ).start()
+            # A worker thread for trainings, and one for background pre-labelling (long: it must not
+            # hold trainings back).
+            for queue_name in (config.queue_name, config.prelabel_queue):
+                worker = _ThreadWorker([queue_name], connection=_redis)
+                threading.Thread(
+                    target=worker.work,
+                    kwargs={"with_scheduler": False, "logging_level": config.log_level.upper()},
+                    name=f"rlthf-embedded-worker-{queue_name}",
+                    daemon=True,
+                ).start()
             threading.Thread(
                 target=_schedule_retries, args=(RQScheduler([config.queue_name], connection=_redis),),
                 name="rlthf-embedded-scheduler", daemon=True,
             ).start()
-            log.warning("embedded mode: REDIS_URL is not set, training jobs (queue %r) run in this process",
-                        config.queue_name)
+            log.warning("embedded mode: REDIS_URL is not set, training jobs (queue %r) and background "
+                        "pre-labelling run in this process", config.queue_name)
         return _redis

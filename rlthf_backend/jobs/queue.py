@@ -102,6 +102,28 @@ def enqueue_training(
     return Enqueued(job_id, coalesced=False)
 
 
+def enqueue_prelabel(redis: Redis, config: JobsConfig, project_id: int, task_ids: list[int],
+                     model_version: str) -> str:
+    """Queue the judging of ``task_ids`` (what a /predict could not answer in time) and the writing
+    of their predictions to Label Studio; returns the job id. Runs
+    ``rlthf_backend.app.prelabel.prelabel_tasks_job`` on :attr:`JobsConfig.prelabel_queue`."""
+    job_id = f"prelabel-p{int(project_id)}-{uuid.uuid4().hex[:12]}"
+    Queue(config.prelabel_queue, connection=redis, default_timeout=config.job_timeout).enqueue(
+        "rlthf_backend.app.prelabel.prelabel_tasks_job",
+        int(project_id),
+        [int(t) for t in task_ids],
+        model_version,
+        job_id=job_id,
+        job_timeout=config.job_timeout,
+        result_ttl=24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        description=f"pre-label {len(task_ids)} tasks of project {project_id}",
+    )
+    status.record_prelabel(redis, project_id, status.PrelabelProgress(total=len(task_ids), state="queued",
+                                                                      job_id=job_id))
+    return job_id
+
+
 def wait_for_quiet(redis: Redis, project_id: int, quiet_s: float, max_wait_s: float, poll_s: float = 0.2) -> float:
     """Block until no label event came for ``quiet_s`` (or ``max_wait_s`` passed); returns seconds waited."""
     start = time.monotonic()

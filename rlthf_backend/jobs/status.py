@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from redis import Redis
@@ -29,13 +29,16 @@ from rlthf_backend.jobs.keys import METRICS_KEY, STATUS_PATTERN, lease_key, stat
 log = logging.getLogger(__name__)
 
 FIELDS = ("queued", "running", "last_finished", "last_failed")
+#: The status hash's field holding the latest pre-labelling of the project (:class:`PrelabelProgress`).
+PRELABEL_FIELD = "prelabel"
 #: A project's status is forgotten after this long without news (abandoned or mistyped projects).
 STATUS_TTL_S = 30 * 24 * 3600
 #: How long a project Label Studio said it does not have is not queued again.
 MISSING_PROJECT_MEMORY_S = 600
 
-__all__ = ["FIELDS", "METRICS_KEY", "MISSING_PROJECT_MEMORY_S", "STATUS_TTL_S", "ProjectStatus", "StatusRecord",
-           "clear", "clear_run", "count_job", "job_counters", "missing_project", "projects", "read", "record"]
+__all__ = ["FIELDS", "METRICS_KEY", "MISSING_PROJECT_MEMORY_S", "PRELABEL_FIELD", "STATUS_TTL_S", "PrelabelProgress",
+           "ProjectStatus", "StatusRecord", "clear", "clear_run", "count_job", "job_counters", "missing_project",
+           "projects", "read", "record", "record_prelabel"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,87 @@ class StatusRecord:
 
 
 @dataclass(frozen=True)
+class PrelabelProgress:
+    """Where a pre-labelling (a background job after /predict, or ``rlthf-backend prelabel``) stands.
+
+    ``done`` of ``total`` tasks have an answer (``judged`` paid for now, ``cached`` from the
+    judgment store, ``failed``); ``written`` predictions are in Label Studio. ``rate_per_s`` and
+    ``eta_s`` are over this run; ``requests`` and the token counts are what it paid for (tokens
+    when the judge's server reports usage). ``state``: running, finished, failed or interrupted.
+    """
+
+    total: int
+    done: int = 0
+    judged: int = 0
+    cached: int = 0
+    failed: int = 0
+    written: int = 0
+    seconds: float = 0.0
+    rate_per_s: float | None = None
+    eta_s: float | None = None
+    requests: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    state: str = "running"
+    job_id: str | None = None
+    reason: str | None = None
+    at: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def describe(self) -> str:
+        """One line for logs and the CLI."""
+        parts = [f"{self.state}: {self.done}/{self.total} tasks ({self.judged} judged now, {self.cached} from cache, "
+                 f"{self.failed} failed), {self.written} predictions written"]
+        if self.rate_per_s is not None:
+            parts.append(f"{self.rate_per_s:.2f} tasks/s")
+        if self.eta_s is not None and self.state == "running":
+            parts.append(f"about {_duration(self.eta_s)} left")
+        cost = f"{self.requests} judge requests"
+        if self.prompt_tokens is not None:
+            cost += f", {self.prompt_tokens} prompt + {self.completion_tokens or 0} completion tokens"
+        parts.append(cost)
+        took = _duration(self.seconds)
+        parts.append(f"{took} so far" if self.state == "running" else f"in {took}")
+        if self.reason:
+            parts.append(self.reason)
+        return "; ".join(parts)
+
+    @classmethod
+    def parse(cls, raw: bytes | str) -> "PrelabelProgress | None":
+        """The stored record; None for anything this backend did not write in this shape."""
+        try:
+            obj = json.loads(raw)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(obj, dict):
+            return None
+        kinds = {"total": int, "done": int, "judged": int, "cached": int, "failed": int, "written": int,
+                 "requests": int, "seconds": float, "at": float}
+        optional = {"rate_per_s": float, "eta_s": float, "prompt_tokens": int, "completion_tokens": int,
+                    "job_id": str, "reason": str, "state": str}
+        values: dict[str, Any] = {}
+        for name, kind in {**kinds, **optional}.items():
+            value = obj.get(name)
+            if value is None and name in optional:
+                continue
+            if kind is str:
+                ok = isinstance(value, str)
+            else:
+                ok = _number(value) and (kind is float or (isinstance(value, int) and value >= 0))
+            if not ok:
+                return None
+            values[name] = float(value) if kind is float else value
+        return cls(**values)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+@dataclass(frozen=True)
 class ProjectStatus:
     queued: StatusRecord | None = None
     running: StatusRecord | None = None
@@ -61,10 +145,15 @@ class ProjectStatus:
     last_failed: StatusRecord | None = None
     #: A "running" record whose run's lease lapsed: its worker died (not one of ``FIELDS``).
     abandoned: StatusRecord | None = None
+    prelabel: PrelabelProgress | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """What ``/jobs`` shows: each field's stored object, or None."""
-        return {f: (dict(rec.info) if (rec := getattr(self, f)) is not None else None) for f in FIELDS}
+        shown = {f: (dict(rec.info) if (rec := getattr(self, f)) is not None else None) for f in FIELDS}
+        shown[PRELABEL_FIELD] = self.prelabel.as_dict() if self.prelabel is not None else None
+        if self.abandoned is not None:  # its worker died; the keeper hands the job back to RQ
+            shown["abandoned"] = dict(self.abandoned.info)
+        return shown
 
     @property
     def failing(self) -> bool:
@@ -138,6 +227,18 @@ def record(redis: Redis, project_id: int, field: str, info: dict[str, Any]) -> N
         write()
 
 
+def record_prelabel(redis: Redis, project_id: int, progress: PrelabelProgress) -> None:
+    """Store the project's pre-labelling progress (what ``/jobs`` shows under ``prelabel``)."""
+    key = status_key(project_id)
+    try:
+        pipe = redis.pipeline()
+        pipe.hset(key, PRELABEL_FIELD, json.dumps(progress.as_dict()))
+        pipe.expire(key, STATUS_TTL_S)
+        pipe.execute()
+    except ResponseError as exc:  # a foreign value there: progress must not stop the work
+        log.warning("project %s: pre-labelling progress not recorded (%s): %s", project_id, key, exc)
+
+
 def clear(redis: Redis, project_id: int, field: str) -> None:
     try:
         redis.hdel(status_key(project_id), field)
@@ -184,6 +285,12 @@ def read(redis: Redis, project_id: int) -> ProjectStatus:
     ignored = []
     for k, v in raw.items():
         name = _text(k)
+        if name == PRELABEL_FIELD:
+            if (progress := PrelabelProgress.parse(v)) is None:
+                ignored.append(name)
+            else:
+                found[name] = progress  # type: ignore[assignment]
+            continue
         if name not in FIELDS:
             continue
         parsed = _parse(v)

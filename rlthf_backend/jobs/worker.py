@@ -32,14 +32,15 @@ def run_worker(config: JobsConfig, workers: int = 1, burst: bool = False) -> Non
     """
     connection = redis_from_config(config)
     connection.ping()  # fail now, with the URL in the message, rather than inside RQ's loop
-    log.info("worker(s) on queue %r at %s", config.queue_name, config.redis_url)
+    queues = [config.queue_name, config.prelabel_queue]  # trainings first
+    log.info("worker(s) on queues %s at %s", queues, config.redis_url)
     if not burst:
         start_keeper(redis_from_config(config), config)
     if workers > 1:
-        WorkerPool([config.queue_name], connection=connection, num_workers=workers).start(burst=burst)
+        WorkerPool(queues, connection=connection, num_workers=workers).start(burst=burst)
         return
     while True:
-        worker = Worker([config.queue_name], connection=connection)
+        worker = Worker(queues, connection=connection)
         try:
             worker.work(burst=burst, with_scheduler=True, logging_level=config.log_level.upper())
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:

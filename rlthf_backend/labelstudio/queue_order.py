@@ -140,6 +140,13 @@ def write_round(
     return report
 
 
+def write_predictions(ls: LabelStudio, project_id: int, config: PairwiseConfig, model_version: str,
+                      items: Sequence[QueuedPrediction], threads: int = 8) -> int:
+    """Create a prediction per item: one bulk import where Label Studio accepts it (Choices), one
+    request per task in threads otherwise (Pairwise). Returns how many were created."""
+    return _PredictionWriter(ls, project_id, config, model_version, threads).write(items)
+
+
 def update_round(
     ls: LabelStudio,
     project_id: int,

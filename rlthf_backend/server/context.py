@@ -12,7 +12,7 @@ from typing import Any
 from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.jobs.dispatch import TrainingDispatcher
 from rlthf_backend.app.jobs import jobs_config
-from rlthf_backend.app.judges import make_judge
+from rlthf_backend.app.judges import process_judge
 from rlthf_backend.app.project import label_studio, model_registry
 from rlthf_backend.app.settings import Settings
 
@@ -45,12 +45,36 @@ class BackendContext:
         if self._judge is None:
             with self._judge_lock:
                 if self._judge is None:
-                    self._judge = make_judge(self.settings)
+                    self._judge = process_judge(self.settings)
         return self._judge
 
     @property
     def model_version(self) -> str:
         return self.judge.model_version(self.settings.model_title)
+
+    def judge_later(self, project_id: int | None, task_ids: list[Any], model_version: str) -> str | None:
+        """Queue the background judging of the tasks a /predict answered "not yet" (their predictions
+        then reach Label Studio without another request); the job id, or None with one log line why not."""
+        why = None
+        if project_id is None:
+            why = "the request named no project"
+        elif not self.settings.label_studio_api_key:
+            why = "LABEL_STUDIO_API_KEY is not set (the job writes predictions to Label Studio at LABEL_STUDIO_URL)"
+        ids = [t for t in task_ids if isinstance(t, int) and not isinstance(t, bool)]
+        if why is None and not ids:
+            why = "they have no task ids"
+        if why is None:
+            try:
+                job_id = self.jobs.submit_prelabel(project_id, ids, model_version)  # type: ignore[arg-type]
+            except Exception as exc:  # Redis gone: the answer must still leave
+                why = f"the job could not be queued: {exc}"
+            else:
+                log.info("project %s: %d tasks not judged within the /predict budget -> background job %s",
+                         project_id, len(ids), job_id)
+                return job_id
+        log.warning("project %s: %d tasks answered \"not yet\" are not judged in the background: %s; "
+                    "run `rlthf-backend prelabel --project ID`", project_id, len(task_ids), why)
+        return None
 
     def judge_cache_health(self) -> dict[str, Any]:
         """For ``/health``: whether judgments are cached, and why not (building a judge is cheap)."""

@@ -53,7 +53,7 @@ WEBHOOKS_NOT_QUEUED = Counter(
     "rlthf_webhooks_not_queued_total", "Webhook events acknowledged without queueing (Redis unreachable)"
 )
 PREDICTIONS = Counter(
-    "rlthf_predictions_total", "Tasks answered by /predict", ["outcome"]  # judged | cached | failed
+    "rlthf_predictions_total", "Tasks answered by /predict", ["outcome"]  # judged | cached | failed | deferred
 )
 
 

@@ -66,14 +66,28 @@ def setup() -> Response:
 
 @bp.post("/predict")
 def predict() -> Response:
+    started = time.monotonic()
     body = json_body()
     ctx = _ctx()
     tasks = tasks_list(body.get("tasks"))
     config = label_config(body.get("label_config"))
+    try:  # only the background job needs it: a project we cannot read must not cost the answer
+        project_id = optional_project_id(body.get("project"), uid=True)
+    except BadRequest:
+        project_id = None
     model_version = ctx.model_version
-    outcomes = predict_tasks(config, tasks, ctx.judge)
+    # One task: an annotator opened it and waits; it goes ahead of any bulk judging. Whatever is not
+    # judged within the budget is answered "not yet" (Label Studio stores nothing for it) and
+    # judged by a background job that writes the predictions to Label Studio.
+    judge = ctx.judge  # built on first use: that time counts against the budget too
+    budget_s = max(0.0, ctx.settings.predict_budget_s - (time.monotonic() - started))
+    outcomes = predict_tasks(config, tasks, judge, budget_s=budget_s, urgent=len(tasks) == 1)
     for o in outcomes:
-        metrics.PREDICTIONS.labels("failed" if not o.ok else "cached" if o.cached else "judged").inc()
+        metrics.PREDICTIONS.labels(
+            "deferred" if o.pending else "failed" if not o.ok else "cached" if o.cached else "judged").inc()
+    pending = [o.task_id for o in outcomes if o.pending]
+    if pending:
+        ctx.judge_later(project_id, pending, model_version)
     return jsonify(results=[o.wire(model_version) for o in outcomes], model_version=model_version)
 
 

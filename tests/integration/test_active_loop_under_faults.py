@@ -37,7 +37,8 @@ def test_redis_down_webhooks_still_answer_and_next_training_catches_up(ls, label
     worker = start_worker(env, tmp_path / "worker")
     try:
         # Redis goes away under a running worker (one that cannot reach Redis at start stops, by design).
-        wait_until(lambda: Worker.count(connection=Redis.from_url(redis_server.url)) >= 1, 120, "the worker to register")
+        registered = Redis.from_url(redis_server.url)
+        wait_until(lambda: Worker.count(connection=registered) >= 1, 120, "the worker to register")
         rows = judged_pairs(30)
         label_of = {r["id"]: r["human_label"] for r in rows}
         project_id = make_project(ls, rows, "choices.xml", "redis down")

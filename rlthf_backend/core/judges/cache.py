@@ -28,17 +28,17 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from rlthf_backend.core.judges.base import Judge
+from rlthf_backend.core.judges.base import Judge, current_call, not_asked
 from rlthf_backend.core.types import Judgment, Pair
 
 log = logging.getLogger(__name__)
 
-#: Misses are judged (and stored) this many at a time: an interrupted run keeps what it paid for,
-#: and one claim covers minutes of judging, not hours.
+#: Misses are claimed and judged this many at a time (each judgment stored as it arrives, so an
+#: interrupted run keeps what it paid for); one claim covers minutes of judging, not hours.
 CHUNK_PAIRS = 256
 #: How long a claim holds unless renewed; its holder renews it every third of that while judging.
 #: Short, so a dead holder's pairs are free again well within Label Studio's 100 s for a pre-label.
@@ -89,7 +89,7 @@ class JudgmentStore(Protocol):
 class CachedJudge(Judge):
     """A judge that answers from a :class:`JudgmentStore` first and asks ``inner`` only for misses.
 
-    Misses are judged in ``inner.judge_many`` calls of up to :data:`CHUNK_PAIRS` pairs (so the
+    Misses are judged in ``inner.judge_stream`` calls of up to :data:`CHUNK_PAIRS` pairs (so the
     inner judge keeps its batching and concurrency), each distinct pair once even if repeated in
     the batch, and never while another caller holds its claim. Judgments served from the store
     carry ``extra["cached"] = True``. Config, kind and fingerprint are the inner judge's, so the
@@ -119,38 +119,81 @@ class CachedJudge(Judge):
             fp = self.__dict__["_fingerprint"] = self.inner.fingerprint()
         return fp
 
+    def usage(self) -> dict[str, int]:
+        return self.inner.usage()
+
     def judge_many(self, pairs: Sequence[Pair]) -> list[Judgment]:
+        results: list[Judgment | None] = [None] * len(pairs)
+        for i, judgment in self.judge_stream(pairs):
+            results[i] = judgment
+        return results  # type: ignore[return-value]
+
+    def judge_stream(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, Judgment]]:
+        """Stored judgments first, then each judged pair as it arrives, stored at once (an
+        interruption loses nothing paid for). The store's work has a deadline, :data:`STORE_SECONDS`
+        per chunk: a store that waits (a locked SQLite file) costs a call seconds, not minutes.
+
+        An urgent call (:class:`JudgeCall`) does not wait for pairs another caller holds: it judges
+        them itself (at worst one pair paid twice, rather than a person waiting for a bulk chunk).
+        A stopped call stops waiting too: what is left comes back as not asked.
+        """
         chunks = max(1, math.ceil(len(pairs) / CHUNK_PAIRS))
         with self.cache.deadline(self.store_seconds * chunks):
-            return self._judge_many(pairs)
+            yield from self._judge_stream(pairs)
 
-    def _judge_many(self, pairs: Sequence[Pair]) -> list[Judgment]:
+    def _judge_stream(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, Judgment]]:
         fingerprint = self.fingerprint()
         keys = [p.content_key() for p in pairs]
-        results: dict[str, Judgment] = {k: _cached(j) for k, j in self.cache.get_many(fingerprint, keys).items()}
-        waiting: dict[str, Pair] = {}
-        for key, pair in zip(keys, pairs):
-            if key not in results:
-                waiting[key] = pair
+        where: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            where.setdefault(key, []).append(i)
+        for key, judgment in self.cache.get_many(fingerprint, list(where)).items():
+            for i in where.pop(key):
+                yield i, _cached(judgment)
+        waiting: dict[str, Pair] = {key: pairs[ix[0]] for key, ix in where.items()}
         owner = uuid.uuid4().hex
         pause = 0.1
+        call = current_call()
         while waiting:
-            claimed = self._judge_claimed(fingerprint, waiting, owner, results)
+            claimed = 0
+            for key, judgment, fresh in self._judge_claimed(fingerprint, waiting, owner):
+                claimed += 1
+                for i in where[key]:
+                    yield i, judgment if fresh else _cached(judgment)
             if not waiting:
                 break
-            if not claimed:  # everything left is someone else's: wait for it, or for its claim to lapse
-                time.sleep(pause)
-                pause = min(pause * 2, MAX_POLL_SECONDS)
-                for key, judgment in self.cache.get_many(fingerprint, list(waiting)).items():
-                    results[key] = _cached(judgment)
+            if claimed:
+                continue
+            # Everything left is someone else's: wait for it, or for its claim to lapse.
+            if call.stopped:
+                for key in list(waiting):
                     del waiting[key]
-        return [results[k] for k in keys]
+                    for i in where[key]:
+                        yield i, not_asked(self.model_id)
+                break
+            if call.urgent:
+                yield from self._judge_unclaimed(fingerprint, waiting, where)
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, MAX_POLL_SECONDS)
+            for key, judgment in self.cache.get_many(fingerprint, list(waiting)).items():
+                del waiting[key]
+                for i in where[key]:
+                    yield i, _cached(judgment)
 
-    def _judge_claimed(self, fingerprint: str, waiting: dict[str, Pair], owner: str,
-                       results: dict[str, Judgment]) -> int:
-        """Claim what is free among ``waiting`` and judge it, a chunk at a time (moving each
-        answer from ``waiting`` to ``results``); how many pairs were claimed."""
-        claimed_total = 0
+    def _judge_unclaimed(self, fingerprint: str, waiting: dict[str, Pair],
+                         where: dict[str, list[int]]) -> Iterator[tuple[int, Judgment]]:
+        keys = list(waiting)
+        for j, judgment in self.inner.judge_stream([waiting[k] for k in keys]):
+            self.cache.put_many(fingerprint, [(keys[j], judgment)])
+            del waiting[keys[j]]
+            for i in where[keys[j]]:
+                yield i, judgment
+
+    def _judge_claimed(self, fingerprint: str, waiting: dict[str, Pair],
+                       owner: str) -> Iterator[tuple[str, Judgment, bool]]:
+        """Claim what is free among ``waiting`` and judge it, a chunk at a time, removing each
+        answered key from ``waiting``; yields ``(key, judgment, fresh)`` (fresh: judged here)."""
         pending = list(waiting)
         for start in range(0, len(pending), CHUNK_PAIRS):
             chunk = pending[start : start + CHUNK_PAIRS]
@@ -158,23 +201,21 @@ class CachedJudge(Judge):
             claimed = [k for k in chunk if k in held]
             if not claimed:
                 continue
-            claimed_total += len(claimed)
             try:
                 with _ClaimRenewal(self.cache, fingerprint, claimed, owner, self.claim_seconds):
                     # Someone may have stored these between our lookup and our claim.
                     for key, judgment in self.cache.get_many(fingerprint, claimed).items():
-                        results[key] = _cached(judgment)
                         del waiting[key]
+                        yield key, judgment, False
                     misses = [k for k in claimed if k in waiting]
                     if misses:
-                        fresh = self.inner.judge_many([waiting[k] for k in misses])
-                        self.cache.put_many(fingerprint, zip(misses, fresh))
-                        for key, judgment in zip(misses, fresh):
-                            results[key] = judgment
-                            del waiting[key]
+                        for j, judgment in self.inner.judge_stream([waiting[k] for k in misses]):
+                            # Stored as it arrives: nothing paid for is lost if the caller stops.
+                            self.cache.put_many(fingerprint, [(misses[j], judgment)])
+                            del waiting[misses[j]]
+                            yield misses[j], judgment, True
             finally:
                 self.cache.release_many(fingerprint, claimed, owner)
-        return claimed_total
 
 
 class _ClaimRenewal:

@@ -15,14 +15,16 @@ import math
 import random
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
 import openai
 from openai import OpenAI
 
+from rlthf_backend.core.judges.base import NOT_ASKED, JudgeCall, current_call
 from rlthf_backend.core.judges.configs import OpenAIJudgeConfig
+from rlthf_backend.core.judges.lanes import LanePool
 from rlthf_backend.core.judges.orders import OrderAnswer, PromptedJudge
 from rlthf_backend.core.judges.prompt import excerpt, parse_verdict
 from rlthf_backend.core.types import JudgeStatus
@@ -125,8 +127,10 @@ class OpenAIJudge(PromptedJudge):
         self.retry_base_delay = retry_base_delay
         self.retry_max_delay = retry_max_delay
         self._client = client or self._make_client(config)
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: LanePool | None = None
         self._pool_lock = threading.Lock()
+        self._usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        self._usage_lock = threading.Lock()
         # Set when the server rejects the logprobs parameters, so later requests stop sending them.
         self._logprobs_rejected = False
 
@@ -156,14 +160,12 @@ class OpenAIJudge(PromptedJudge):
 
     # --- requests -------------------------------------------------------------------------
 
-    def _executor(self) -> ThreadPoolExecutor:
-        # One pool per judge, shared by concurrent judge_many calls (server threads), so the
-        # bound holds for the whole process, not per call.
+    def _executor(self) -> LanePool:
+        # One pool per judge, shared by concurrent calls (server threads, a background job), so
+        # the bound holds for the whole process; urgent calls (an opened task) go first.
         with self._pool_lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.concurrency, thread_name_prefix="openai-judge"
-                )
+                self._pool = LanePool(self.concurrency, name="openai-judge")
             return self._pool
 
     def close(self) -> None:
@@ -173,10 +175,45 @@ class OpenAIJudge(PromptedJudge):
         if pool is not None:
             pool.shutdown(wait=True)
 
+    def usage(self) -> dict[str, int]:
+        with self._usage_lock:
+            return dict(self._usage)
+
     def _ask_many(self, prompts: Sequence[str]) -> list[OrderAnswer]:
+        answers: list[OrderAnswer | None] = [None] * len(prompts)
+        for i, answer in self._ask_stream(prompts):
+            answers[i] = answer
+        return answers  # type: ignore[return-value]
+
+    def _ask_stream(self, prompts: Sequence[str]) -> Iterator[tuple[int, OrderAnswer]]:
         # Always through the pool, even for one prompt: the bound must hold for small calls too.
         # A worker sleeping in backoff keeps its slot, which slows everyone down under 429s.
-        return list(self._executor().map(self._ask, prompts))
+        call = current_call()
+        pool = self._executor()
+        futures = {pool.submit(self._ask_unless_stopped, p, call, urgent=call.urgent): i for i, p in enumerate(prompts)}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield futures[future], future.result()
+        finally:
+            for future in pending:  # the caller stopped listening: do not start what is left
+                future.cancel()
+
+    def _ask_unless_stopped(self, prompt: str, call: JudgeCall) -> OrderAnswer:
+        if call.stopped:
+            return OrderAnswer.failed(NOT_ASKED)
+        return self._ask(prompt)
+
+    def _count(self, response: Any) -> None:
+        usage = getattr(response, "usage", None)
+        with self._usage_lock:
+            self._usage["requests"] += 1
+            for key in ("prompt_tokens", "completion_tokens"):
+                value = getattr(usage, key, None) if usage is not None else None
+                if isinstance(value, int):
+                    self._usage[key] += value
 
     def _create(self, prompt: str) -> Any:
         kwargs: dict[str, Any] = {
@@ -190,13 +227,21 @@ class OpenAIJudge(PromptedJudge):
         if self.logprobs and not self._logprobs_rejected:
             kwargs.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
         try:
-            return self._client.chat.completions.create(**kwargs)
+            response = self._client.chat.completions.create(**kwargs)
         except openai.BadRequestError as exc:
+            with self._usage_lock:
+                self._usage["requests"] += 1
             # Some servers and models refuse logprobs; judge without them rather than not at all.
             if "logprobs" in kwargs and "logprob" in str(exc).lower():
                 self._logprobs_rejected = True
                 return self._create(prompt)
             raise
+        except Exception:
+            with self._usage_lock:
+                self._usage["requests"] += 1
+            raise
+        self._count(response)
+        return response
 
     def _backoff(self, attempt: int, exc: Exception) -> float:
         delay = min(self.retry_max_delay, self.retry_base_delay * 2**attempt)

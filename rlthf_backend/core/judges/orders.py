@@ -11,12 +11,12 @@ itself a useful signal that the judge is unsure (``Judgment.swap_disagrees``).
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from rlthf_backend.core.judges.base import Judge
+from rlthf_backend.core.judges.base import NOT_ASKED, Judge, not_asked
 from rlthf_backend.core.judges.prompt import (
     DEFAULT_CRITERIA,
     RenderedPrompt,
@@ -200,18 +200,37 @@ class PromptedJudge(Judge):
     def _ask_many(self, prompts: Sequence[str]) -> list[OrderAnswer]:
         """Answer every prompt; one answer per prompt, in order."""
 
+    def _ask_stream(self, prompts: Sequence[str]) -> Iterator[tuple[int, OrderAnswer]]:
+        """Answer every prompt, yielding ``(index, answer)`` as each is ready; by default
+        :meth:`_ask_many` in one go."""
+        answers = self._ask_many(prompts)
+        if len(answers) != len(prompts):  # a subclass bug, not a per-pair problem
+            raise RuntimeError(f"{type(self).__name__} returned {len(answers)} answers for {len(prompts)} prompts")
+        yield from enumerate(answers)
+
     def judge_many(self, pairs: Sequence[Pair]) -> list[Judgment]:
+        results: list[Judgment | None] = [None] * len(pairs)
+        for i, judgment in self.judge_stream(pairs):
+            results[i] = judgment
+        return results  # type: ignore[return-value]
+
+    def judge_stream(self, pairs: Sequence[Pair]) -> Iterator[tuple[int, Judgment]]:
+        """Each pair's judgment as soon as all its orders are answered."""
         orders = (False, True) if self.both_orders else (False,)
-        rendered = [self.render(pair, swapped) for pair in pairs for swapped in orders]
-        answers = self._ask_many([r.text for r in rendered])
-        if len(answers) != len(rendered):  # a subclass bug, not a per-pair problem
-            raise RuntimeError(
-                f"{type(self).__name__} returned {len(answers)} answers for {len(rendered)} prompts"
-            )
         n = len(orders)
-        results = []
-        for i in range(len(pairs)):
-            chunk = answers[i * n : (i + 1) * n]
-            truncated = any(r.truncated for r in rendered[i * n : (i + 1) * n])
-            results.append(combine(self._model_id, chunk[0], chunk[1] if n == 2 else None, truncated))
-        return results
+        rendered = [self.render(pair, swapped) for pair in pairs for swapped in orders]
+        got: dict[int, list[OrderAnswer | None]] = {}
+        for k, answer in self._ask_stream([r.text for r in rendered]):
+            i = k // n
+            slot = got.setdefault(i, [None] * n)
+            slot[k % n] = answer
+            if all(a is not None for a in slot):
+                del got[i]
+                if any(a is not None and a.reason == NOT_ASKED for a in slot):
+                    # Half a pair is not a judgment worth keeping: the pair counts as not asked.
+                    yield i, not_asked(self._model_id)
+                    continue
+                truncated = any(r.truncated for r in rendered[i * n : (i + 1) * n])
+                yield i, combine(self._model_id, slot[0], slot[1] if n == 2 else None, truncated)  # type: ignore[arg-type]
+        if got:  # a subclass bug, not a per-pair problem
+            raise RuntimeError(f"{type(self).__name__} left {len(got)} pair(s) without all their answers")
