@@ -22,7 +22,7 @@ from typing import Any
 import openai
 from openai import OpenAI
 
-from rlthf_backend.core.judges.base import NOT_ASKED, JudgeCall, current_call
+from rlthf_backend.core.judges.base import NOT_ASKED, current_call
 from rlthf_backend.core.judges.configs import OpenAIJudgeConfig
 from rlthf_backend.core.judges.lanes import LanePool
 from rlthf_backend.core.judges.orders import OrderAnswer, PromptedJudge
@@ -185,12 +185,24 @@ class OpenAIJudge(PromptedJudge):
             answers[i] = answer
         return answers  # type: ignore[return-value]
 
-    def _ask_stream(self, prompts: Sequence[str]) -> Iterator[tuple[int, OrderAnswer]]:
+    def _ask_stream(self, prompts: Sequence[str], group_size: int = 1) -> Iterator[tuple[int, OrderAnswer]]:
         # Always through the pool, even for one prompt: the bound must hold for small calls too.
         # A worker sleeping in backoff keeps its slot, which slows everyone down under 429s.
         call = current_call()
         pool = self._executor()
-        futures = {pool.submit(self._ask_unless_stopped, p, call, urgent=call.urgent): i for i, p in enumerate(prompts)}
+        started: set[int] = set()  # groups (a pair's orders) with a prompt asked
+        lock = threading.Lock()
+
+        def ask(k: int, prompt: str) -> OrderAnswer:
+            # A stopped call asks nothing new, but finishes a pair it began: half a pair is no
+            # judgment, so its answer would be paid for and then asked again.
+            with lock:
+                if call.stopped and k // group_size not in started:
+                    return OrderAnswer.failed(NOT_ASKED)
+                started.add(k // group_size)
+            return self._ask(prompt)
+
+        futures = {pool.submit(ask, i, p, urgent=call.urgent): i for i, p in enumerate(prompts)}
         pending = set(futures)
         try:
             while pending:
@@ -200,11 +212,6 @@ class OpenAIJudge(PromptedJudge):
         finally:
             for future in pending:  # the caller stopped listening: do not start what is left
                 future.cancel()
-
-    def _ask_unless_stopped(self, prompt: str, call: JudgeCall) -> OrderAnswer:
-        if call.stopped:
-            return OrderAnswer.failed(NOT_ASKED)
-        return self._ask(prompt)
 
     def _count(self, response: Any) -> None:
         usage = getattr(response, "usage", None)

@@ -200,9 +200,9 @@ class PromptedJudge(Judge):
     def _ask_many(self, prompts: Sequence[str]) -> list[OrderAnswer]:
         """Answer every prompt; one answer per prompt, in order."""
 
-    def _ask_stream(self, prompts: Sequence[str]) -> Iterator[tuple[int, OrderAnswer]]:
+    def _ask_stream(self, prompts: Sequence[str], group_size: int = 1) -> Iterator[tuple[int, OrderAnswer]]:
         """Answer every prompt, yielding ``(index, answer)`` as each is ready; by default
-        :meth:`_ask_many` in one go."""
+        :meth:`_ask_many` in one go. Consecutive runs of ``group_size`` prompts are one pair's orders."""
         answers = self._ask_many(prompts)
         if len(answers) != len(prompts):  # a subclass bug, not a per-pair problem
             raise RuntimeError(f"{type(self).__name__} returned {len(answers)} answers for {len(prompts)} prompts")
@@ -220,7 +220,7 @@ class PromptedJudge(Judge):
         n = len(orders)
         rendered = [self.render(pair, swapped) for pair in pairs for swapped in orders]
         got: dict[int, list[OrderAnswer | None]] = {}
-        for k, answer in self._ask_stream([r.text for r in rendered]):
+        for k, answer in self._ask_stream([r.text for r in rendered], group_size=n):
             i = k // n
             slot = got.setdefault(i, [None] * n)
             slot[k % n] = answer
