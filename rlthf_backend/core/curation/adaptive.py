@@ -23,8 +23,9 @@ One round:
    likely-wrong pairs are likely audited and every pair has a chance. The inclusion
    probabilities are kept in the ledger.
 5. **Regions, flips and drops** as in :mod:`.fused`, but the flip region's audited error rate is
-   the Hajek (1/pi-weighted) rate at its Kish effective count, so flips need audited evidence
-   that the region is mostly wrong.
+   the Hajek (1/pi-weighted) rate at its Kish effective count, over the audits no more suspect
+   than the region's current pairs, so flips need audited evidence that pairs like them are
+   mostly wrong.
 6. **Wrong labels left in the export**, with a ``interval_level`` interval
    (:func:`~.estimate.stratified_wrong_estimate`: the audits post-stratified by out-of-fold
    P(wrong), each stratum's rate calibrating the model), over every exported pair without a human
@@ -128,7 +129,7 @@ def settle_ledger(ledger: Mapping[str, Any] | None, wrong: np.ndarray) -> dict[s
     ``wrong``: per pair 1.0 where a person contradicted the LLM label, 0.0 where they agreed, NaN
     without a decisive answer (a tie or no answer counts as no wrong label found). For each
     ranking of the pending entry: found += HT total of wrong labels in its top pairs (targeted
-    pairs pi = 1, audits their pi, others unsampled); var += their Poisson-HT variance; asked +=
+    pairs pi = 1, audits their pi, others unsampled), capped at the number of those pairs; var += their Poisson-HT variance; asked +=
     its top size. Returns a new dict (the input is not changed)."""
     ledger = dict(ledger or {})
     audit_pi = _pair_dict(ledger.get("audit_pi"))
@@ -146,7 +147,7 @@ def settle_ledger(ledger: Mapping[str, Any] | None, wrong: np.ndarray) -> dict[s
                 elif i in pend_pi:
                     ys.append(y[i]), pis.append(pend_pi[i])
             rec = rankings.setdefault(name, {"found": 0.0, "var": 0.0, "asked": 0, "rounds": 0})
-            rec["found"] += ht_total(ys, pis)
+            rec["found"] += min(ht_total(ys, pis), float(len(top)))  # never more than the pairs there
             rec["var"] += ht_variance(ys, pis)
             rec["asked"] += len(top)
             rec["rounds"] += 1
@@ -173,8 +174,10 @@ def choose_ranking(rankings: Mapping[str, Mapping[str, float]], offered: tuple[s
     margin = yields[best]["yield"] - base["yield"]
     se = float(np.hypot(yields[best]["se"], base["se"]))
     if best != "hardness" and margin > switch_z * se:
-        return best, {"yields": yields, "reason": f"{best} beats hardness by {margin:.3f} (> {switch_z:g} x se {se:.3f})"}
-    return "hardness", {"yields": yields, "reason": f"best {best}, margin {margin:.3f} within {switch_z:g} x se {se:.3f}"}
+        why = f"{best} beats hardness by {margin:.3f} (> {switch_z:g} x se {se:.3f})"
+        return best, {"yields": yields, "reason": why}
+    why = f"best {best}, margin {margin:.3f} within {switch_z:g} x se {se:.3f}"
+    return "hardness", {"yields": yields, "reason": why}
 
 
 def remap_ledger(ledger: Mapping[str, Any] | None, mapping: Mapping[int, int]) -> dict[str, Any]:
@@ -276,6 +279,11 @@ def _weighted_regions(fit: _HardnessFit, unchecked: np.ndarray, audit_pi: dict[i
     stats = {}
     for name in REGIONS:
         sel = placed[audited] == name
+        if name == "flip_candidate" and len(members[name]):
+            # only audits as suspect as the pairs a flip would touch now: earlier rounds' audits of
+            # the hardest pairs say little about the milder ones the targeted batches left behind
+            top = fit.p_wrong[members[name]].max()
+            sel &= p_placed[audited] <= top
         y, pi = fit.known[audited[sel]], pi_all[sel]
         n_eff = kish_effective_n(pi)
         rate = hajek_rate(y, pi)

@@ -190,8 +190,9 @@ def stratified_wrong_estimate(
     model's mean P(wrong) over the stratum's exported pairs (its audits' if none) times the
     audits' overall calibration ratio ``R = HT(wrong) / HT(P(wrong))`` (1 without audits), and
     ``s`` = ``prior_strength`` pseudo-labels: a stratum without audits falls back on the
-    audit-calibrated model, and a few audits already outweigh it. Posterior: the Hajek error rate of the stratum's audits at its Kish
-    effective count. The estimate is each stratum's shrunk rate ``(s m + k) / (s + n)`` (k, n the
+    audit-calibrated model, and a few audits already outweigh it. Posterior: the Hajek error rate
+    of the stratum's audits at its effective count (:func:`hajek_effective_n`).
+    The estimate is each stratum's shrunk rate ``(s m + k) / (s + n)`` (k, n the
     Kish-effective wrong and audited counts; no Jeffreys half-counts, which would bias small rates
     up) times its exported pairs. The interval is simulated (``draws``, seeded): theta per stratum
     from its posterior, then kept pairs wrong ~ Binomial(kept, theta), flipped pairs wrong ~
