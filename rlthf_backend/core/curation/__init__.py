@@ -39,7 +39,8 @@ from rlthf_backend.core.curation.state import (
 
 
 __all__ = [
-    "AdaptiveConfig", "BaselineConfig", "CurationState", "CurvePoints", "DEFAULT_STRATEGY", "DEPLOYABLE_STRATEGIES", "Decision",
+    "AdaptiveConfig", "BaselineConfig", "CurationState", "CurvePoints", "DEFAULT_STRATEGY", "DEPLOYABLE_STRATEGIES",
+    "Decision",
     "EngineConfig", "FusedConfig", "HUMAN_A", "HUMAN_B", "HUMAN_NONE", "HUMAN_TIE", "JudgeEvidence",
     "OracleConfig", "PaperConfig", "PointsConfig", "RewardModelFactory", "RoundPlan", "RoundPolicy", "STATUSES",
     "STRATEGIES", "Strategy", "find_curve_points", "plan_next_round", "round_due",

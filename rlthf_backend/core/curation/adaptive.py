@@ -129,8 +129,8 @@ def settle_ledger(ledger: Mapping[str, Any] | None, wrong: np.ndarray) -> dict[s
     ``wrong``: per pair 1.0 where a person contradicted the LLM label, 0.0 where they agreed, NaN
     without a decisive answer (a tie or no answer counts as no wrong label found). For each
     ranking of the pending entry: found += HT total of wrong labels in its top pairs (targeted
-    pairs pi = 1, audits their pi, others unsampled), capped at the number of those pairs; var += their Poisson-HT variance; asked +=
-    its top size. Returns a new dict (the input is not changed)."""
+    pairs pi = 1, audits their pi, others unsampled), capped at the number of those pairs;
+    var += their Poisson-HT variance; asked += its top size. Returns a new dict (the input is not changed)."""
     ledger = dict(ledger or {})
     audit_pi = _pair_dict(ledger.get("audit_pi"))
     rankings = {k: dict(v) for k, v in (ledger.get("rankings") or {}).items()}
