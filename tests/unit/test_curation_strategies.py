@@ -444,7 +444,7 @@ def test_adaptive_batch_draws_audits_with_known_probabilities():
     plan = plan_adaptive_round(state, factory, AdaptiveConfig(), human_batch_size=40, seed=0)
     batch = plan.human_batch
     audit = batch[plan.audit[batch]]
-    assert len(batch) == 40 and len(audit) == 10
+    assert len(batch) == 40 and len(audit) == round(AdaptiveConfig().audit_fraction * 40)
     pending = plan.ledger["pending"]
     assert sorted(pending["audit_pi"]) == sorted(audit.tolist())
     assert all(0 < v < 1 for v in pending["audit_pi"].values())
@@ -480,12 +480,13 @@ def test_adaptive_replays_in_the_engine_loop_and_estimates_with_an_interval():
 
     pairs, ev, truth, wrong, factory = synthetic_pool(n=300, seed=12)
     state = CurationState.initial(pairs, ev)
+    cfg = AdaptiveConfig(audit_fraction=0.3)
     for _ in range(4):
-        plan = plan_adaptive_round(state, factory, AdaptiveConfig(), human_batch_size=20, seed=1)
+        plan = plan_adaptive_round(state, factory, cfg, human_batch_size=20, seed=1)
         state = answer(state, plan, truth)
     settled, pending = state.ledger["audit_pi"], state.ledger["pending"]["audit_pi"]
     assert len(settled) + len(pending) == int(state.audited.sum())
-    final = plan_adaptive_round(state, factory, AdaptiveConfig(), human_batch_size=20, seed=1)
+    final = plan_adaptive_round(state, factory, cfg, human_batch_size=20, seed=1)
     export = final.in_export & ~state.labelled
     true_wrong = int(np.sum(final.label_a_preferred[export] != truth[export]))
     est = final.summary["expected_wrong_in_export"]

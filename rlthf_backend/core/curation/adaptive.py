@@ -86,13 +86,15 @@ class AdaptiveConfig:
     """Knobs of the adaptive strategy (each documented once, in its ``help``); the evidence,
     regions, flip and stop knobs it shares with the fused strategy come from ``fused``."""
 
-    audit_fraction: float = field(default=0.25, metadata={"help": (
+    audit_fraction: float = field(default=0.15, metadata={"help": (
         "Share of every human batch drawn as audits: probability proportional to P(LLM wrong) (floored), "
         "with the probabilities kept, so each audit is a likely fix and an unbiased sample; they grade every "
         "candidate ranking and estimate the wrong labels left.")})
-    audit_floor: float = field(default=0.5, metadata={"help": (
+    audit_floor: float = field(default=1.0, metadata={"help": (
         "Smallest audit size measure, as a share of the mean P(LLM wrong) of the pairs audits are drawn from: "
-        "every pair keeps a chance of at least this share of an average pair's.")})
+        "every pair keeps a chance of at least this share of an average pair's (1: pairs below the mean are "
+        "drawn uniformly, where most of the export and most of its wrong labels are; the 1/pi weights then "
+        "vary only as far as P(wrong) rises above its mean).")})
     switch_z: float = field(default=1.0, metadata={"help": (
         "Standard errors by which another ranking's estimated yield must beat the hardness model's before "
         "it fills the targeted batch.")})

@@ -110,12 +110,13 @@ def kish_effective_n(pi: np.ndarray) -> float:
 
 
 def hajek_effective_n(y: np.ndarray, pi: np.ndarray) -> float:
-    """Equally weighted observations a Hajek rate is worth: the smaller of Kish's count and
-    ``r (1 - r) / v`` with ``v`` the rate's linearised (with-replacement) variance estimate
-    ``n / (n - 1) sum(w^2 (y - r)^2) / (sum w)^2``, which also counts how the answers vary with the
-    weights (Kish's count sees only the weights)."""
+    """Equally weighted observations a Hajek rate is worth, conservatively: the smallest of
+    Kish's count, ``sum(w) / max(w)`` (no observation may count for more than one: with few audits
+    one heavily weighted answer decides the rate, and its sampling distribution is far more skewed
+    than a Beta at Kish's count says) and ``r (1 - r) / v`` with ``v`` the rate's linearised
+    (with-replacement) variance estimate ``n / (n - 1) sum(w^2 (y - r)^2) / (sum w)^2``."""
     y, pi = np.asarray(y, float), np.asarray(pi, float)
-    n_kish = kish_effective_n(pi)
+    n_kish = min(kish_effective_n(pi), float(np.sum(1.0 / pi) / np.max(1.0 / pi))) if len(pi) else 0.0
     n = len(y)
     if n < 2:
         return n_kish
@@ -187,10 +188,9 @@ def stratified_wrong_estimate(
     Strata: ``min(max_strata, n_audits // audits_per_stratum)`` (at least 1) bands of P(wrong)
     with equal numbers of audits. Prior per stratum: theta ~ Beta(1/2 + s m, 1/2 + s (1 - m)) (Jeffreys'
     prior, whose intervals keep their coverage at small rates, plus ``s`` pseudo-labels) with ``m`` the
-    model's mean P(wrong) over the stratum's exported pairs (its audits' if none) times the
-    audits' overall calibration ratio ``R = HT(wrong) / HT(P(wrong))`` (1 without audits), and
-    ``s`` = ``prior_strength`` pseudo-labels: a stratum without audits falls back on the
-    audit-calibrated model, and a few audits already outweigh it. Posterior: the Hajek error rate
+    model's mean P(wrong) over the stratum's exported pairs (its audits' if none), and
+    ``s`` = ``prior_strength`` pseudo-labels: a stratum without audits falls back on the model,
+    and a few audits already outweigh it. Posterior: the Hajek error rate
     of the stratum's audits at its effective count (:func:`hajek_effective_n`).
     The estimate is each stratum's shrunk rate ``(s m + k) / (s + n)`` (k, n the
     Kish-effective wrong and audited counts; no Jeffreys half-counts, which would bias small rates
@@ -208,8 +208,6 @@ def stratified_wrong_estimate(
     edges = stratum_edges(audit_p, k)
     s_export = np.searchsorted(edges, export_p, side="right")
     s_audit = np.searchsorted(edges, audit_p, side="right")
-    model_ht = ht_total(audit_p, audit_pi)
-    ratio = ht_total(audit_wrong, audit_pi) / model_ht if len(audit_p) and model_ht > 0 else 1.0
     rng = np.random.default_rng(seed)
     total = np.zeros(draws)
     point = 0.0
@@ -220,7 +218,7 @@ def stratified_wrong_estimate(
         kept, flipped = int(np.sum(in_e & ~export_flipped)), int(np.sum(in_e & export_flipped))
         ref = export_p[in_e] if in_e.any() else audit_p[in_a]
         model_rate = float(ref.mean()) if len(ref) else 0.5
-        m = float(np.clip(ratio * model_rate, 1e-3, 1 - 1e-3))
+        m = float(np.clip(model_rate, 1e-3, 1 - 1e-3))
         rate = hajek_rate(audit_wrong[in_a], audit_pi[in_a])
         n_eff = hajek_effective_n(audit_wrong[in_a], audit_pi[in_a])
         k_eff = n_eff * rate if n_eff > 0 else 0.0
