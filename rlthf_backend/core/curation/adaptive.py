@@ -19,8 +19,10 @@ One round:
    errors; otherwise the hardness ranking's top. Ties within a discrete signal (swap, panel) are
    broken by hardness.
 4. **Audits** (``audit_fraction`` of the batch, every round): a systematic PPS sample of the
-   other unlabelled pairs with size ``max(P(wrong), audit_floor x mean P(wrong))``, so
-   likely-wrong pairs are likely audited and every pair has a chance. The inclusion
+   other unlabelled pairs with size ``max(P(wrong), audit_floor x mean P(wrong))``, times one
+   plus the number of other rankings whose top holds the pair (:func:`draw_audits`), so
+   likely-wrong pairs and the pairs that grade the other rankings are likely audited, and every
+   pair has a chance. The inclusion
    probabilities are kept in the ledger.
 5. **Regions, flips and drops** as in :mod:`.fused`, but the flip region's audited error rate is
    the Hajek (1/pi-weighted) rate at its Kish effective count, over the audits no more suspect
@@ -107,9 +109,10 @@ class AdaptiveConfig:
         "Audited pairs per P(wrong) stratum of the wrong-label estimate (fewer audits: fewer strata).")})
     max_strata: int = field(default=4, metadata={"help": (
         "Most P(wrong) strata of the wrong-label estimate.")})
-    prior_strength: float = field(default=2.0, metadata={"help": (
-        "Pseudo-labels of the hardness model's own rate in each stratum of the wrong-label estimate "
-        "(the audits outweigh it after a few answers).")})
+    prior_strength: float = field(default=8.0, metadata={"help": (
+        "Pseudo-labels of the hardness model's own rate in each stratum of the wrong-label estimate: the "
+        "audits outweigh the model once a stratum holds more than this many effective audits (with fewer, a "
+        "single heavily weighted answer would swing the estimate from nothing to several times the truth).")})
     fused: FusedConfig = field(default_factory=FusedConfig, metadata={"help": (
         "The fused strategy's knobs used for the evidence, regions, flips, drops and the stop signal.")})
 
@@ -256,13 +259,17 @@ def audit_count(fraction: float, batch: int, rng: np.random.Generator) -> int:
 
 
 def draw_audits(rest: np.ndarray, p_wrong: np.ndarray, n_audit: int, floor: float,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n_audit`` audits among ``rest`` by systematic PPS with size ``max(p, floor x mean p)``;
-    returns (audited indices, their inclusion probabilities)."""
+                rng: np.random.Generator, challengers: dict[str, np.ndarray] | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``n_audit`` audits among ``rest`` by systematic PPS with size ``max(p, floor x mean p)``
+    times ``1 + c_i``, ``c_i`` the number of ``challengers`` (the other rankings' top pairs) that
+    would ask pair i: the pairs whose answers grade the other rankings are audited more often.
+    Returns (audited indices, their inclusion probabilities)."""
     if n_audit <= 0 or len(rest) == 0:
         return np.zeros(0, int), np.zeros(0)
     p = np.clip(p_wrong[rest], 1e-6, 1.0)
     size = np.maximum(p, max(floor * p.mean(), 1e-6))
+    size = size * (1.0 + sum(np.isin(rest, top) for top in (challengers or {}).values()))
     pi = pps_inclusion_probabilities(size, n_audit)
     picked = systematic_pps_sample(pi, rng)
     return rest[picked], pi[picked]
@@ -363,7 +370,8 @@ def plan_adaptive_round(
     shuffle = rng.permutation(len(cand))
     tops = {name: top_of(s, cand, b - n_audit, shuffle) for name, s in scores.items()}
     targeted = tops[chosen]
-    audit, pi = draw_audits(np.setdiff1d(cand, targeted), fit.p_wrong, n_audit, cfg.audit_floor, rng)
+    challengers = {k: v for k, v in tops.items() if k != chosen}
+    audit, pi = draw_audits(np.setdiff1d(cand, targeted), fit.p_wrong, n_audit, cfg.audit_floor, rng, challengers)
     order, is_audit = _interleave(targeted, audit)
     assign_human_batch(plan, order, is_audit)
     plan.note("batch", {"round": r, "offered": list(scores), "ranking": chosen, "why": why["reason"]},
