@@ -157,6 +157,8 @@ def replay(
     if "ranking" in final.summary:
         estimates["rankings_chosen"] = list(final.ledger.get("chosen", []))
         estimates["ranking_yields"] = {k: v["yield"] for k, v in final.summary["ranking"].get("yields", {}).items()}
+    if "hardness_model" in final.summary:
+        estimates["evidence_sets"] = final.summary["hardness_model"].get("evidence_sets")
     return ReplayOutcome(
         strategy=engine.strategy, budget_percent=budget_percent, seed=seed, pool_size=len(pool),
         human_labels=int(state.labelled.sum()), rounds=rounds, heldout_rm_accuracy=acc,
