@@ -31,7 +31,14 @@ from typing import Annotated, Any, Literal, TypeVar, get_origin, get_type_hints
 from pydantic import AliasChoices, Field, SecretStr, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from rlthf_backend.core.curation import DEFAULT_STRATEGY, EngineConfig, FusedConfig, PaperConfig, RoundPolicy
+from rlthf_backend.core.curation import (
+    DEFAULT_STRATEGY,
+    AdaptiveConfig,
+    EngineConfig,
+    FusedConfig,
+    PaperConfig,
+    RoundPolicy,
+)
 from rlthf_backend.core.curation.hardness import check_prior_weights
 from rlthf_backend.core.curation.paper import check_schedule
 from rlthf_backend.core.judges.configs import OpenAIJudgeConfig, TransformersJudgeConfig
@@ -148,6 +155,13 @@ KNOBS: dict[str, Knob] = {
         prior_error_rate=dict(gt=0, lt=1), prior_sd=dict(gt=0), drop_threshold=dict(gt=0, le=1),
         max_drop_fraction=dict(ge=0, le=1), flip_confidence=dict(gt=0, le=1), min_audit_for_flip=dict(ge=0),
         stop_min_yield=dict(ge=0), checks={"prior_weights": check_prior_weights},
+    ),
+    # the adaptive strategy (core/curation/adaptive.py); its shared knobs are the fused strategy's
+    **every_field(
+        "adaptive_", AdaptiveConfig, exclude=("fused",),
+        audit_fraction=dict(ge=0, le=1), audit_floor=dict(gt=0), switch_z=dict(ge=0),
+        interval_level=dict(gt=0, lt=1), audits_per_stratum=dict(ge=1), max_strata=dict(ge=1),
+        prior_strength=dict(ge=0),
     ),
     # the paper's strategy (core/curation/paper.py); its curve-point finder keeps its defaults
     **every_field("paper_", PaperConfig, exclude=("points",),
@@ -288,9 +302,11 @@ class Settings(_KnobFields):
     )
 
     # --- Curation engine (core/curation: EngineConfig); its knobs are in KNOBS ----------------
-    strategy: Literal["fused", "paper", "random", "llm_only", "swap_first"] = Field(
-        DEFAULT_STRATEGY, description="Curation strategy: fused (default), paper (RLTHF as published), or a baseline: "
-        "random, llm_only, swap_first (order-swap disagreements first)."
+    strategy: Literal["adaptive", "fused", "paper", "random", "llm_only", "swap_first"] = Field(
+        DEFAULT_STRATEGY, description=f"Curation strategy ({DEFAULT_STRATEGY} by default): adaptive (learns from the "
+        "project's audited answers which evidence ranks its LLM mistakes best; audits drawn with known "
+        "probabilities estimate the wrong labels left), fused (one hardness model), paper (RLTHF as published), "
+        "or a baseline: random, llm_only, swap_first (order-swap disagreements first)."
     )
     queue_score_tolerance: float = Field(
         0.05, ge=0, le=0.5,
@@ -449,6 +465,7 @@ class Settings(_KnobFields):
             paper=self.config_of(PaperConfig),
             rounds=self.config_of(RoundPolicy),
             seed=self.seed,
+            adaptive=self.config_of(AdaptiveConfig),
         )
 
     def reward_model_spec(self) -> RewardModelSpec:
@@ -483,7 +500,7 @@ class Settings(_KnobFields):
 #: The settings that define the curation engine and its reward model: what `simulate` takes as
 #: flags (besides the environment) to replay a deployment, and what the training job runs.
 ENGINE_SETTINGS: tuple[str, ...] = (
-    "strategy", *_knob_names(RoundPolicy, FusedConfig, PaperConfig),
+    "strategy", *_knob_names(RoundPolicy, FusedConfig, AdaptiveConfig, PaperConfig),
     "reward_model", *_knob_names(EmbeddingRewardConfig, TrlRewardConfig), "trl_precision",
     "judge_panel_label",
 )

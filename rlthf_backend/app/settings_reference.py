@@ -31,6 +31,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Curation engine", ("strategy", "human_batch_fraction", "round_every_n_labels", "max_rm_pairs",
                          "queue_score_tolerance", "queue_max_updates", "seed")),
     ("Curation engine: the fused strategy", ("fused_",)),
+    ("Curation engine: the adaptive strategy", ("adaptive_",)),
     ("Curation engine: the paper's strategy", ("paper_",)),
     ("Reward model", ("reward_model", "keep_versions", "rm_", "trl_")),
     ("Jobs", ("queue_name", "job_", "debounce_")),

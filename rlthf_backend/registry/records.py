@@ -63,6 +63,8 @@ class CarriedState:
     human_batch: list[int] = field(default_factory=list)  # rank order
     human_labels_at_round: int = 0
     predictions_version: str | None = None
+    #: the adaptive strategy's ledger (audit probabilities, ranking grades), pairs by task id
+    ledger: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -81,6 +83,7 @@ class CarriedState:
                 human_batch=[int(t) for t in raw.get("human_batch") or ()],
                 human_labels_at_round=int(raw.get("human_labels_at_round", 0)),
                 predictions_version=raw.get("predictions_version"),
+                ledger=dict(raw.get("ledger") or {}),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise RoundFileError(f"{STATE_FILE}: not a carried state ({exc})") from exc

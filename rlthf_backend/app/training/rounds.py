@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from rlthf_backend.core.curation import CurationState, JudgeEvidence, RoundPlan, RoundPolicy, round_due
+from rlthf_backend.core.curation.adaptive import remap_ledger
 from rlthf_backend.core.curation.state import HUMAN_A, HUMAN_B, HUMAN_NONE
 from rlthf_backend.core.reward.base import FitReport
 from rlthf_backend.core.types import json_safe
@@ -30,6 +31,7 @@ def state_from_pool(pool: ProjectPool, evidence: JudgeEvidence, carried: Carried
         rm_excluded=np.array([t in carried.rm_excluded for t in ids], dtype=bool),
         audited=np.array([t in carried.audited for t in ids], dtype=bool),
         round_index=carried.next_round_index,
+        ledger=remap_ledger(carried.ledger, {t: i for i, t in enumerate(ids)}),
     )
 
 
@@ -74,6 +76,7 @@ def next_carried(carried: CarriedState, pool: ProjectPool, plan: RoundPlan | Non
         human_batch=[ids[i] for i in plan.human_batch],
         human_labels_at_round=pool.n_human,
         predictions_version=version,
+        ledger=remap_ledger(plan.ledger, dict(enumerate(ids))),
     )
 
 

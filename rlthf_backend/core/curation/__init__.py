@@ -12,6 +12,7 @@ and the newest plan is the export (``plan.in_export``, ``plan.label_a_preferred`
 
 from __future__ import annotations
 
+from rlthf_backend.core.curation.adaptive import AdaptiveConfig
 from rlthf_backend.core.curation.baselines import BaselineConfig, OracleConfig
 from rlthf_backend.core.curation.engine import (
     DEFAULT_STRATEGY,
@@ -38,7 +39,8 @@ from rlthf_backend.core.curation.state import (
 
 
 __all__ = [
-    "BaselineConfig", "CurationState", "CurvePoints", "DEFAULT_STRATEGY", "DEPLOYABLE_STRATEGIES", "Decision",
+    "AdaptiveConfig", "BaselineConfig", "CurationState", "CurvePoints", "DEFAULT_STRATEGY", "DEPLOYABLE_STRATEGIES",
+    "Decision",
     "EngineConfig", "FusedConfig", "HUMAN_A", "HUMAN_B", "HUMAN_NONE", "HUMAN_TIE", "JudgeEvidence",
     "OracleConfig", "PaperConfig", "PointsConfig", "RewardModelFactory", "RoundPlan", "RoundPolicy", "STATUSES",
     "STRATEGIES", "Strategy", "find_curve_points", "plan_next_round", "round_due",

@@ -8,11 +8,12 @@ from the environment at one edge; nothing in the core reads settings.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from rlthf_backend.core.curation.adaptive import AdaptiveConfig, plan_adaptive_round
 from rlthf_backend.core.curation.baselines import (
     BaselineConfig,
     OracleConfig,
@@ -45,6 +46,7 @@ class Strategy:
 
 STRATEGIES: dict[str, Strategy] = {
     "fused": Strategy(plan_fused_round, needs_rm=True),
+    "adaptive": Strategy(plan_adaptive_round, needs_rm=True),
     "paper": Strategy(plan_paper_round, needs_rm=True),
     "random": Strategy(plan_random_round),
     "llm_only": Strategy(plan_llm_only_round),
@@ -65,6 +67,7 @@ class EngineConfig:
     paper: PaperConfig = field(default_factory=PaperConfig)
     rounds: RoundPolicy = field(default_factory=RoundPolicy)
     seed: int = 0
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -72,7 +75,7 @@ class EngineConfig:
 
     def with_strategy(self, strategy: str) -> "EngineConfig":
         """The same configuration running another strategy (simulate compares them this way)."""
-        return EngineConfig(strategy, self.fused, self.paper, self.rounds, self.seed)
+        return replace(self, strategy=strategy)
 
     def strategy_config(self, truth: np.ndarray | None = None) -> Any:
         """The config object the strategy's round function takes."""
@@ -80,6 +83,8 @@ class EngineConfig:
             return self.fused
         if self.strategy == "paper":
             return self.paper
+        if self.strategy == "adaptive":
+            return replace(self.adaptive, fused=self.fused)
         if self.strategy == "oracle":
             if truth is None:
                 raise ValueError("the oracle strategy needs the true labels (simulation only)")
@@ -88,8 +93,9 @@ class EngineConfig:
 
     def training_weights(self, state: CurationState) -> np.ndarray:
         """Per-pair reward-model training weights for ``state`` under this strategy (the paper's
-        alpha schedule for ``paper``, ``human_weight`` for ``fused``, plain labels otherwise)."""
-        if self.strategy == "fused":
+        alpha schedule for ``paper``, ``human_weight`` for ``fused`` and ``adaptive``, plain labels
+        otherwise)."""
+        if self.strategy in ("fused", "adaptive"):
             return fused_training_weights(state, self.fused)
         if self.strategy == "paper":
             return paper_round_weights(state, self.paper)
@@ -109,8 +115,9 @@ class EngineConfig:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form (recorded in simulate's results.json and each round record)."""
+        adaptive = {k: v for k, v in asdict(self.adaptive).items() if k != "fused"}
         return {"strategy": self.strategy, "fused": asdict(self.fused), "paper": asdict(self.paper),
-                "rounds": asdict(self.rounds), "seed": self.seed}
+                "adaptive": adaptive, "rounds": asdict(self.rounds), "seed": self.seed}
 
 
 def plan_next_round(

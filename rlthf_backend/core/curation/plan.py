@@ -51,6 +51,8 @@ class RoundPlan:
     ``audit``: among ``human`` pairs, those drawn uniformly at random (the audit slice).
     ``scores``: per-pair numbers behind the decisions (e.g. ``margin``, ``p_wrong``).
     ``summary``: per-round numbers (curve points, estimates, stopping signal...).
+    ``ledger``: what the next round needs of this one (the adaptive strategy's batch design and
+    ranking grades, :mod:`.adaptive`); carried into the next state by ``CurationState.after_plan``.
     """
 
     strategy: str
@@ -67,6 +69,7 @@ class RoundPlan:
     log: list[Decision] = field(default_factory=list)
     stop: bool = False
     stop_reason: str = ""
+    ledger: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.status)

@@ -148,6 +148,8 @@ class CurationState:
     ``round_index``: 0 for the first round.
     ``audited``: the pair's human label was asked as part of a random audit slice (unbiased
     error estimates need to know which labels were random).
+    ``ledger``: what the last round's plan left for this one (``RoundPlan.ledger``; pairs by pool
+    index): the adaptive strategy's audit inclusion probabilities and ranking grades.
     """
 
     pairs: Sequence[Pair]
@@ -158,6 +160,7 @@ class CurationState:
     audited: np.ndarray
     round_index: int = 0
     extra: dict = field(default_factory=dict, compare=False)
+    ledger: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.pairs)
@@ -233,4 +236,5 @@ class CurationState:
             flipped=plan.flipped.copy(),
             rm_excluded=plan.rm_excluded.copy(),
             round_index=self.round_index + 1,
+            ledger=getattr(plan, "ledger", None) or self.ledger,
         )

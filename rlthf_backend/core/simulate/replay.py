@@ -152,7 +152,13 @@ def replay(
         acc = heldout_rm_accuracy(eval_rm, pool, final.label_a_preferred, final.in_export, heldout)
     estimates = {k: v for k, v in final.summary.items()
                  if k in ("expected_wrong_in_export_model", "expected_wrong_in_export_audit",
-                          "audited_error_rate", "expected_yield_next_batch", "flip_confirmed")}
+                          "expected_wrong_in_export", "audited_error_rate", "expected_yield_next_batch",
+                          "flip_confirmed")}
+    if "ranking" in final.summary:
+        estimates["rankings_chosen"] = list(final.ledger.get("chosen", []))
+        estimates["ranking_yields"] = {k: v["yield"] for k, v in final.summary["ranking"].get("yields", {}).items()}
+    if "hardness_model" in final.summary:
+        estimates["evidence_sets"] = final.summary["hardness_model"].get("evidence_sets")
     return ReplayOutcome(
         strategy=engine.strategy, budget_percent=budget_percent, seed=seed, pool_size=len(pool),
         human_labels=int(state.labelled.sum()), rounds=rounds, heldout_rm_accuracy=acc,

@@ -1,0 +1,423 @@
+"""The adaptive strategy: each project learns, from its own answers, which evidence ranks its LLM
+mistakes best, and every audit is both a likely fix and a probability sample.
+
+One round:
+
+1. **Evidence** as in :mod:`.fused`: cross-fitted RM margins and the hardness model P(LLM label
+   wrong | evidence) fitted on every answer so far.
+2. **Settle the last round's ledger.** The last batch was drawn with known inclusion probabilities:
+   its targeted pairs with probability 1, its audits with ``pi_i`` (below). For every candidate
+   ranking (:data:`RANKINGS`: the hardness model, the RM margin as ``paper`` uses it, the order
+   swap, the judge's own doubt, the panel) the number of wrong LLM labels among *its* top pairs of
+   that round is then estimated without bias by Horvitz-Thompson (:func:`~.estimate.ht_total`):
+   its top pairs that were targeted count as answered, those that were audited count ``1 / pi``,
+   the rest 0. Summed over rounds: each ranking's yield (wrong labels found per human label), with
+   a variance.
+3. **The targeted part of the batch** (all but ``audit_fraction``) is the top of the ranking with
+   the best estimated yield, if it beats the hardness ranking (the incumbent, which already
+   weighs every signal by how well it predicted this project's answers) by ``switch_z`` standard
+   errors; otherwise the hardness ranking's top. Ties within a discrete signal (swap, panel) are
+   broken by hardness.
+4. **Audits** (``audit_fraction`` of the batch, every round): a systematic PPS sample of the
+   other unlabelled pairs with size ``max(P(wrong), audit_floor x mean P(wrong))``, times one
+   plus the number of other rankings whose top holds the pair (:func:`draw_audits`), so
+   likely-wrong pairs and the pairs that grade the other rankings are likely audited, and every
+   pair has a chance. The inclusion
+   probabilities are kept in the ledger.
+5. **Regions, flips and drops** as in :mod:`.fused`, but the flip region's audited error rate is
+   the Hajek (1/pi-weighted) rate at its Kish effective count, over the audits no more suspect
+   than the region's current pairs, so flips need audited evidence that pairs like them are
+   mostly wrong.
+6. **Wrong labels left in the export**, with a ``interval_level`` interval
+   (:func:`~.estimate.stratified_wrong_estimate`: the audits post-stratified by out-of-fold
+   P(wrong), each stratum's rate calibrating the model), over every exported pair without a human
+   answer (the pending batch included). The stop signal reads the same calibrated rates: stop when
+   the next batch is expected to fix fewer than ``fused.stop_min_yield`` wrong labels per label.
+
+The ledger (``RoundPlan.ledger`` -> ``CurationState.ledger``) refers to pairs by pool index; a
+deployment stores it by task id (:func:`remap_ledger`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rlthf_backend.core.curation.estimate import (
+    WrongEstimate,
+    beta_tail_above_half,
+    hajek_rate,
+    ht_total,
+    ht_variance,
+    kish_effective_n,
+    pps_inclusion_probabilities,
+    stratified_wrong_estimate,
+    systematic_pps_sample,
+)
+from rlthf_backend.core.curation.fused import (
+    REGIONS,
+    FusedConfig,
+    _apply_regions,
+    _fit_hardness,
+    _HardnessFit,
+    _interleave,
+    _Regions,
+    _set_labels_and_weights,
+    region_of,
+    wilson_interval,
+)
+from rlthf_backend.core.curation.hardness import FEATURES, out_of_fold_p_wrong
+from rlthf_backend.core.curation.plan import RoundPlan, assign_human_batch, empty_plan
+from rlthf_backend.core.curation.scoring import RewardModelFactory
+from rlthf_backend.core.curation.state import CurationState
+
+#: Candidate rankings of the unlabelled pairs by "LLM label likely wrong" (larger first):
+#: ``hardness`` the fused model's P(wrong); ``rm`` minus the cross-fitted RM margin in favour of
+#: the LLM label (the paper's evidence, without its memorisation); ``swap`` order-swap
+#: disagreements first; ``judge`` the judge's doubt in its own label; ``panel`` the share of the
+#: other panel judges against the label. A ranking whose signal is constant over the candidates
+#: (a one-order judge has no swap, a single judge no panel) is not offered that round.
+RANKINGS = ("hardness", "rm", "swap", "judge", "panel")
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """Knobs of the adaptive strategy (each documented once, in its ``help``); the evidence,
+    regions, flip and stop knobs it shares with the fused strategy come from ``fused``."""
+
+    audit_fraction: float = field(default=0.15, metadata={"help": (
+        "Share of every human batch drawn as audits: probability proportional to P(LLM wrong) (floored), "
+        "with the probabilities kept, so each audit is a likely fix and an unbiased sample; they grade every "
+        "candidate ranking and estimate the wrong labels left.")})
+    audit_floor: float = field(default=1.0, metadata={"help": (
+        "Smallest audit size measure, as a share of the mean P(LLM wrong) of the pairs audits are drawn from: "
+        "every pair keeps a chance of at least this share of an average pair's (1: pairs below the mean are "
+        "drawn uniformly, where most of the export and most of its wrong labels are; the 1/pi weights then "
+        "vary only as far as P(wrong) rises above its mean).")})
+    switch_z: float = field(default=1.0, metadata={"help": (
+        "Standard errors by which another ranking's estimated yield must beat the hardness model's before "
+        "it fills the targeted batch.")})
+    rankings: tuple[str, ...] = field(default=RANKINGS, metadata={"help": (
+        "Candidate rankings of the LLM's likely mistakes: hardness, rm, swap, judge, panel "
+        "(core/curation/adaptive.py RANKINGS).")})
+    interval_level: float = field(default=0.9, metadata={"help": (
+        "Coverage of the interval on the wrong labels left in the export.")})
+    audits_per_stratum: int = field(default=10, metadata={"help": (
+        "Audited pairs per P(wrong) stratum of the wrong-label estimate (fewer audits: fewer strata).")})
+    max_strata: int = field(default=4, metadata={"help": (
+        "Most P(wrong) strata of the wrong-label estimate.")})
+    prior_strength: float = field(default=8.0, metadata={"help": (
+        "Pseudo-labels of the hardness model's own rate in each stratum of the wrong-label estimate: the "
+        "audits outweigh the model once a stratum holds more than this many effective audits (with fewer, a "
+        "single heavily weighted answer would swing the estimate from nothing to several times the truth).")})
+    fused: FusedConfig = field(default_factory=FusedConfig, metadata={"help": (
+        "The fused strategy's knobs used for the evidence, regions, flips, drops and the stop signal.")})
+
+    def __post_init__(self) -> None:
+        unknown = set(self.rankings) - set(RANKINGS)
+        if unknown or "hardness" not in self.rankings:
+            raise ValueError(f"rankings must include 'hardness' and name only {RANKINGS}; got {self.rankings}")
+
+
+# --- the ledger ---------------------------------------------------------------------------------
+
+def _pair_dict(d: Mapping | None) -> dict[int, float]:
+    return {int(k): float(v) for k, v in (d or {}).items()}
+
+
+def settle_ledger(ledger: Mapping[str, Any] | None, wrong: np.ndarray) -> dict[str, Any]:
+    """The ledger with the last round's pending batch graded.
+
+    ``wrong``: per pair 1.0 where a person contradicted the LLM label, 0.0 where they agreed, NaN
+    without a decisive answer (a tie or no answer counts as no wrong label found). For each
+    ranking of the pending entry: found += HT total of wrong labels in its top pairs (targeted
+    pairs pi = 1, audits their pi, others unsampled), capped at the number of those pairs;
+    var += their Poisson-HT variance; asked += its top size. Returns a new dict (the input is not changed)."""
+    ledger = dict(ledger or {})
+    audit_pi = _pair_dict(ledger.get("audit_pi"))
+    rankings = {k: dict(v) for k, v in (ledger.get("rankings") or {}).items()}
+    pending = ledger.get("pending")
+    if pending:
+        targeted = {int(i) for i in pending.get("targeted", ())}
+        pend_pi = _pair_dict(pending.get("audit_pi"))
+        y = np.nan_to_num(np.asarray(wrong, float), nan=0.0)
+        for name, top in (pending.get("top") or {}).items():
+            ys, pis = [], []
+            for i in map(int, top):
+                if i in targeted:
+                    ys.append(y[i]), pis.append(1.0)
+                elif i in pend_pi:
+                    ys.append(y[i]), pis.append(pend_pi[i])
+            rec = rankings.setdefault(name, {"found": 0.0, "var": 0.0, "asked": 0, "rounds": 0})
+            rec["found"] += min(ht_total(ys, pis), float(len(top)))  # never more than the pairs there
+            rec["var"] += ht_variance(ys, pis)
+            rec["asked"] += len(top)
+            rec["rounds"] += 1
+        audit_pi.update(pend_pi)
+    return {"audit_pi": audit_pi, "rankings": rankings, "pending": None, "chosen": list(ledger.get("chosen") or [])}
+
+
+def choose_ranking(rankings: Mapping[str, Mapping[str, float]], offered: tuple[str, ...],
+                   switch_z: float) -> tuple[str, dict[str, Any]]:
+    """The ranking to fill the targeted batch: the offered one with the best estimated yield
+    (found / asked) if it beats ``hardness`` by ``switch_z`` standard errors (variances added,
+    which overstates the difference's when the two top sets overlap: a conservative test),
+    else ``hardness``. Returns the name and the figures behind the choice."""
+    yields = {}
+    for name in offered:
+        rec = rankings.get(name)
+        if rec and rec.get("asked", 0) > 0:
+            yields[name] = {"yield": rec["found"] / rec["asked"], "se": float(np.sqrt(rec["var"])) / rec["asked"],
+                            "asked": rec["asked"], "rounds": rec.get("rounds", 0)}
+    base = yields.get("hardness")
+    if base is None or len(yields) < 2:
+        return "hardness", {"yields": yields, "reason": "no graded rounds yet"}
+    best = max(yields, key=lambda k: (yields[k]["yield"], k == "hardness"))
+    margin = yields[best]["yield"] - base["yield"]
+    se = float(np.hypot(yields[best]["se"], base["se"]))
+    if best != "hardness" and margin > switch_z * se:
+        why = f"{best} beats hardness by {margin:.3f} (> {switch_z:g} x se {se:.3f})"
+        return best, {"yields": yields, "reason": why}
+    why = f"best {best}, margin {margin:.3f} within {switch_z:g} x se {se:.3f}"
+    return "hardness", {"yields": yields, "reason": why}
+
+
+def remap_ledger(ledger: Mapping[str, Any] | None, mapping: Mapping[int, int]) -> dict[str, Any]:
+    """The ledger with every pair reference passed through ``mapping`` (pool index -> task id to
+    store it, task id -> pool index to read it back); pairs ``mapping`` lacks are left out."""
+    if not ledger:
+        return {}
+
+    def ids(seq):
+        return [mapping[int(i)] for i in seq if int(i) in mapping]
+
+    def pis(d):
+        return {mapping[int(i)]: float(v) for i, v in (d or {}).items() if int(i) in mapping}
+
+    out = {"audit_pi": pis(ledger.get("audit_pi")), "rankings": ledger.get("rankings") or {},
+           "chosen": list(ledger.get("chosen") or []), "pending": None}
+    pending = ledger.get("pending")
+    if pending:
+        out["pending"] = {"targeted": ids(pending.get("targeted", ())), "audit_pi": pis(pending.get("audit_pi")),
+                          "top": {k: ids(v) for k, v in (pending.get("top") or {}).items()}}
+    return out
+
+
+# --- rankings and the batch ---------------------------------------------------------------------
+
+def candidate_scores(fit: _HardnessFit, evidence, offered: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per ranking a per-pair score (larger: more likely wrong). Discrete signals are broken by
+    hardness (a small multiple of P(wrong) that never reorders distinct signal values)."""
+    p = fit.p_wrong
+    panel = np.asarray(evidence.panel_disagreement, float)
+    prob = np.asarray(evidence.prob, float)
+    raw = {
+        "hardness": p,
+        "rm": -fit.llm_margin,
+        "swap": evidence.swap_disagrees.astype(float),
+        "judge": np.where(np.isfinite(prob), 1.0 - prob, np.nan),
+        "panel": panel,
+    }
+    out = {}
+    for name in offered:
+        s = raw[name]
+        if name == "judge":  # an unknown probability ranks with the median doubt
+            known = np.isfinite(s)
+            if known.sum() < 2:
+                continue
+            s = np.where(known, s, np.median(s[known]))
+        if name == "panel":
+            if np.isfinite(s).sum() < 2:
+                continue
+            s = np.nan_to_num(s, nan=0.0)
+        if name != "hardness" and np.ptp(s) < 1e-12:
+            continue
+        if name in ("swap", "panel", "judge"):
+            gaps = np.diff(np.unique(s))
+            s = s + (gaps.min() if len(gaps) else 1.0) * 0.5 * p
+        out[name] = s
+    return out
+
+
+def top_of(score: np.ndarray, cand: np.ndarray, n: int, shuffle: np.ndarray) -> np.ndarray:
+    """The ``n`` candidates with the largest ``score``, ties in the seeded order ``shuffle``."""
+    ordered = cand[shuffle]
+    return ordered[np.argsort(-score[ordered], kind="stable")][:n]
+
+
+def audit_count(fraction: float, batch: int, rng: np.random.Generator) -> int:
+    """Audits in a batch of ``batch``: ``fraction * batch`` in expectation (the fraction rounds up
+    with its own probability), at least one in a batch of two or more when ``fraction > 0``."""
+    if fraction <= 0 or batch < 2:
+        return 0
+    expected = fraction * batch
+    whole = int(np.floor(expected))
+    return int(min(batch, max(1, whole + int(rng.random() < expected - whole))))
+
+
+def draw_audits(rest: np.ndarray, p_wrong: np.ndarray, n_audit: int, floor: float,
+                rng: np.random.Generator, challengers: dict[str, np.ndarray] | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``n_audit`` audits among ``rest`` by systematic PPS with size ``max(p, floor x mean p)``
+    times ``1 + c_i``, ``c_i`` the number of ``challengers`` (the other rankings' top pairs) that
+    would ask pair i: the pairs whose answers grade the other rankings are audited more often.
+    Returns (audited indices, their inclusion probabilities)."""
+    if n_audit <= 0 or len(rest) == 0:
+        return np.zeros(0, int), np.zeros(0)
+    p = np.clip(p_wrong[rest], 1e-6, 1.0)
+    size = np.maximum(p, max(floor * p.mean(), 1e-6))
+    size = size * (1.0 + sum(np.isin(rest, top) for top in (challengers or {}).values()))
+    pi = pps_inclusion_probabilities(size, n_audit)
+    picked = systematic_pps_sample(pi, rng)
+    return rest[picked], pi[picked]
+
+
+# --- regions and estimates ----------------------------------------------------------------------
+
+def _weighted_regions(fit: _HardnessFit, unchecked: np.ndarray, audit_pi: dict[int, float], p_placed: np.ndarray,
+                      cfg: FusedConfig) -> _Regions:
+    """Fused's regions with 1/pi-weighted audit statistics (Hajek rate, Kish effective count)."""
+    region = region_of(fit.p_wrong, cfg.drop_threshold)
+    members = {name: unchecked[region[unchecked] == name] for name in REGIONS}
+    placed = region_of(p_placed, cfg.drop_threshold)
+    audited = np.flatnonzero(fit.audited)
+    pi_all = np.array([audit_pi.get(int(i), 1.0) for i in audited])
+    stats = {}
+    for name in REGIONS:
+        sel = placed[audited] == name
+        if name == "flip_candidate" and len(members[name]):
+            # only audits as suspect as the pairs a flip would touch now: earlier rounds' audits of
+            # the hardest pairs say little about the milder ones the targeted batches left behind
+            top = fit.p_wrong[members[name]].max()
+            sel &= p_placed[audited] <= top
+        y, pi = fit.known[audited[sel]], pi_all[sel]
+        n_eff = kish_effective_n(pi)
+        rate = hajek_rate(y, pi)
+        k_eff = n_eff * rate if n_eff else 0.0
+        stats[name] = {
+            "pairs": len(members[name]), "audited": int(sel.sum()), "audited_wrong": int(np.sum(y)),
+            "audited_effective": n_eff, "audited_error_rate": rate,
+            "audited_error_ci95": wilson_interval(int(round(k_eff)), int(round(n_eff))),
+            "mean_p_wrong": float(fit.p_wrong[members[name]].mean()) if len(members[name]) else float("nan"),
+            "p_error_above_half": beta_tail_above_half(k_eff, n_eff),
+        }
+    fc = stats["flip_candidate"]
+    confirmed = fc["audited"] >= cfg.min_audit_for_flip and fc["p_error_above_half"] >= cfg.flip_confidence
+    return _Regions(members, stats, confirmed)
+
+
+def _placed_p(fit: _HardnessFit, cfg: FusedConfig, seed: int, round_index: int) -> np.ndarray:
+    """P(wrong) per pair, out of fold for the labelled ones (where an unlabelled pair with the same
+    evidence would land)."""
+    p = fit.p_wrong.copy()
+    if fit.has_label.any():
+        p[fit.has_label] = out_of_fold_p_wrong(fit.x[fit.has_label], fit.known[fit.has_label], cfg.n_folds,
+                                               seed * 31 + round_index, cfg.prior_error_rate, cfg.prior_weights,
+                                               cfg.prior_sd)
+    return p
+
+
+def wrong_left_estimate(plan: RoundPlan, state: CurationState, fit: _HardnessFit, p_placed: np.ndarray,
+                        audit_pi: dict[int, float], cfg: AdaptiveConfig, seed: int) -> WrongEstimate:
+    """Step 6: :func:`~.estimate.stratified_wrong_estimate` over the exported pairs without a human
+    answer (pending batch included) and every audit so far."""
+    export = np.flatnonzero(plan.in_export & ~state.labelled)
+    audited = np.flatnonzero(fit.audited)
+    return stratified_wrong_estimate(
+        fit.p_wrong[export], plan.flipped[export], p_placed[audited], fit.known[audited],
+        np.array([audit_pi.get(int(i), np.nan) for i in audited]),
+        audits_per_stratum=cfg.audits_per_stratum, max_strata=cfg.max_strata, prior_strength=cfg.prior_strength,
+        level=cfg.interval_level, seed=seed * 7 + state.round_index,
+    )
+
+
+def calibrated_p(p: np.ndarray, estimate: WrongEstimate) -> np.ndarray:
+    """P(wrong) scaled per stratum by (posterior rate / model rate), clipped to [0, 1]."""
+    p = np.asarray(p, float)
+    edges = np.array([s["p_to"] for s in estimate.strata[:-1]])
+    ratio = np.array([s["posterior_rate"] / max(s["model_rate"], 1e-6) for s in estimate.strata])
+    return np.clip(p * ratio[np.searchsorted(edges, p, side="right")], 0.0, 1.0)
+
+
+def plan_adaptive_round(
+    state: CurationState,
+    rm_factory: RewardModelFactory,
+    config: AdaptiveConfig | None = None,
+    human_batch_size: int = 0,
+    seed: int = 0,
+) -> RoundPlan:
+    """One round of the adaptive strategy (see the module docstring). ``human_batch_size`` 0 gives
+    an export-only round. Deterministic for a given ``seed`` and state."""
+    cfg = config or AdaptiveConfig()
+    fc = cfg.fused
+    r = state.round_index
+    fit = _fit_hardness(state, rm_factory, fc, seed)
+    ledger = settle_ledger(state.ledger, fit.known)
+    audit_pi = ledger["audit_pi"]
+    plan = empty_plan("adaptive", state)
+    plan.scores.update({"margin": fit.margins, "llm_margin": fit.llm_margin, "spread": fit.spread,
+                        "p_wrong": fit.p_wrong})
+
+    scores = candidate_scores(fit, state.evidence, cfg.rankings)
+    chosen, why = choose_ranking(ledger["rankings"], tuple(scores), cfg.switch_z)
+    cand = np.flatnonzero(~state.labelled)
+    b = max(0, min(int(human_batch_size), len(cand)))
+    rng = np.random.default_rng([seed, r, 5])
+    n_audit = audit_count(cfg.audit_fraction, b, rng)
+    shuffle = rng.permutation(len(cand))
+    tops = {name: top_of(s, cand, b - n_audit, shuffle) for name, s in scores.items()}
+    targeted = tops[chosen]
+    challengers = {k: v for k, v in tops.items() if k != chosen}
+    audit, pi = draw_audits(np.setdiff1d(cand, targeted), fit.p_wrong, n_audit, cfg.audit_floor, rng, challengers)
+    order, is_audit = _interleave(targeted, audit)
+    assign_human_batch(plan, order, is_audit)
+    plan.note("batch", {"round": r, "offered": list(scores), "ranking": chosen, "why": why["reason"]},
+              {"targeted": len(targeted), "audits": len(audit)})
+
+    p_placed = _placed_p(fit, fc, seed, r)
+    unchecked = np.setdiff1d(cand, order)
+    regions = _weighted_regions(fit, unchecked, audit_pi, p_placed, fc)
+    flipped, ask_queue = _apply_regions(plan, regions, fit.p_wrong, fc)
+    _set_labels_and_weights(plan, state, flipped, fc)
+    plan.strategy = "adaptive"
+
+    est = wrong_left_estimate(plan, state, fit, p_placed, audit_pi, cfg, seed)
+    cal = calibrated_p(fit.p_wrong, est)
+    batch = plan.human_batch
+    expected_yield = float(cal[batch].mean()) if len(batch) else float("nan")
+    audited = np.flatnonzero(fit.audited)
+    a_pi = np.array([audit_pi.get(int(i), 1.0) for i in audited])
+    rate = hajek_rate(fit.known[audited], a_pi)
+    n_eff = kish_effective_n(a_pi)
+    export_unchecked = plan.in_export & ~state.labelled
+    p_export_wrong = np.where(plan.flipped, 1 - fit.p_wrong, fit.p_wrong)
+    plan.summary = {
+        "hardness_model": fit.model.as_dict(),
+        "ranking": {"chosen": chosen, **why, "offered": list(scores)},
+        "regions": regions.stats,
+        "flip_confirmed": bool(regions.flip_confirmed),
+        "audited_pairs": int(len(audited)),
+        "audited_error_rate": rate,
+        "audited_error_ci95": wilson_interval(int(round(n_eff * rate)) if n_eff else 0, int(round(n_eff))),
+        "expected_wrong_in_export_model": float(p_export_wrong[export_unchecked].sum()),
+        "expected_wrong_in_export_audit": est.mean,
+        "expected_wrong_in_export": {"mean": est.mean, "low": est.low, "high": est.high, "level": est.level},
+        "wrong_estimate_strata": est.strata,
+        "expected_yield_next_batch": expected_yield,
+        "ask_queue": ask_queue,
+        "features": list(FEATURES),
+    }
+    if state.labelled.all():
+        plan.stop, plan.stop_reason = True, "every pair has a human label"
+    elif np.isfinite(expected_yield) and expected_yield < fc.stop_min_yield:
+        plan.stop = True
+        plan.stop_reason = (f"next batch expected to fix {expected_yield:.2f} wrong labels per human label "
+                            f"(audit-calibrated; < stop_min_yield {fc.stop_min_yield})")
+    plan.ledger = {**ledger, "chosen": ledger["chosen"] + [chosen],
+                   "pending": {"targeted": [int(i) for i in targeted],
+                               "audit_pi": {int(i): float(v) for i, v in zip(audit, pi)},
+                               "top": {k: [int(i) for i in v] for k, v in tops.items()}}}
+    return plan
