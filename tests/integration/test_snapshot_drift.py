@@ -6,6 +6,7 @@ one-off read all equal a fresh full read of Label Studio."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -30,7 +31,8 @@ CONFIGS = {name: (Path(__file__).resolve().parents[2] / "label_config" / f"{name
            for name in ("choices", "pairwise")}
 #: Seconds an incremental read reaches back; short here, where every change is committed before the read.
 OVERLAP = 1.0
-SEEDS = (1, 2, 3)
+#: RLTHF_DRIFT_SEEDS="4,5,6" runs other sequences.
+SEEDS = tuple(int(s) for s in os.environ.get("RLTHF_DRIFT_SEEDS", "1,2,3").split(","))
 STEPS = 25
 
 
