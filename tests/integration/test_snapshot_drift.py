@@ -31,8 +31,8 @@ CONFIGS = {name: (Path(__file__).resolve().parents[2] / "label_config" / f"{name
            for name in ("choices", "pairwise")}
 #: Seconds an incremental read reaches back; short here, where every change is committed before the read.
 OVERLAP = 1.0
-#: RLTHF_DRIFT_SEEDS="4,5,6" runs other sequences.
-SEEDS = tuple(int(s) for s in os.environ.get("RLTHF_DRIFT_SEEDS", "1,2,3").split(","))
+#: DRIFT_SEEDS="4,5,6" runs other sequences (RLTHF_* variables are cleared by tests/conftest.py).
+SEEDS = tuple(int(s) for s in os.environ.get("DRIFT_SEEDS", "1,2,3").split(","))
 STEPS = 25
 
 
