@@ -31,8 +31,9 @@ CONFIGS = {name: (Path(__file__).resolve().parents[2] / "label_config" / f"{name
            for name in ("choices", "pairwise")}
 #: Seconds an incremental read reaches back; short here, where every change is committed before the read.
 OVERLAP = 1.0
-#: DRIFT_SEEDS="4,5,6" runs other sequences (RLTHF_* variables are cleared by tests/conftest.py).
-SEEDS = tuple(int(s) for s in os.environ.get("DRIFT_SEEDS", "1,2,3").split(","))
+#: One sequence in the suite (about 2.5 minutes); DRIFT_SEEDS="1,2,3,4,5,6" runs more (seeds 1-6 were run
+#: when it was written, none drifted). Not RLTHF_*: tests/conftest.py clears those.
+SEEDS = tuple(int(s) for s in os.environ.get("DRIFT_SEEDS", "1").split(","))
 STEPS = 25
 
 
