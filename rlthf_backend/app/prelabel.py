@@ -188,6 +188,7 @@ def prelabel_project(
     wanted = set(task_ids) if task_ids is not None else None
 
     todo = []
+    predictions_at_start: dict[int, int] = {}
     for task in iter_tasks(ls, project_id):
         if wanted is not None and task.get("id") not in wanted:
             continue
@@ -197,6 +198,7 @@ def prelabel_project(
             summary.skipped += 1
         else:
             todo.append(task)
+            predictions_at_start[int(task["id"])] = len(task.get("predictions") or [])
 
     pairs, pair_tasks = [], []
     for task in todo:
@@ -216,7 +218,9 @@ def prelabel_project(
     def flush() -> None:
         nonlocal last_write
         if unwritten:
-            summary.written += write_predictions(ls, project_id, config, model_version, unwritten)
+            fresh = still_unpredicted(ls, project_id, unwritten, predictions_at_start)
+            summary.skipped += len(unwritten) - len(fresh)
+            summary.written += write_predictions(ls, project_id, config, model_version, fresh) if fresh else 0
             unwritten.clear()
         last_write = time.monotonic()
 
@@ -263,6 +267,17 @@ def prelabel_project(
         ls.projects.update(id=project_id, model_version=model_version)
     log.info("prelabel done: %s", summary.describe().replace("\n", ";"))
     return summary
+
+
+def still_unpredicted(ls: Any, project_id: int, items: list[QueuedPrediction],
+                      predictions_at_start: dict[int, int]) -> list[QueuedPrediction]:
+    """``items`` whose task still exists and got no prediction since this run read it: a task an
+    annotator opened meanwhile got its own from Label Studio's single-task ``/predict`` (one light
+    listing per write)."""
+    chosen = {"selectedItems": {"all": False, "included": [p.task_id for p in items]}}
+    now = {int(t["id"]): int(t.get("total_predictions") or 0)
+           for t in iter_tasks(ls, project_id, query=chosen, include="id,total_predictions")}
+    return [p for p in items if p.task_id in now and now[p.task_id] <= predictions_at_start.get(p.task_id, 0)]
 
 
 def prelabel_tasks_job(project_id: int, task_ids: list[int], model_version: str) -> dict[str, Any]:
