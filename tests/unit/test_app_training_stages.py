@@ -179,3 +179,44 @@ def test_the_stage_clock_announces_each_stage_and_times_it_even_when_it_fails():
             raise RuntimeError("the judge is down")
     assert said == ["reading Label Studio", "judging"]
     assert set(clock.seconds) == {"read", "judge"} and all(s >= 0 for s in clock.seconds.values())
+
+
+class CountingJudge(PrecomputedJudge):
+    """The precomputed judge, counting the pairs it is asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def judge_many(self, pairs):
+        self.asked += len(pairs)
+        return super().judge_many(pairs)
+
+
+def test_a_training_after_an_incremental_read_asks_only_about_what_changed(project):
+    from types import SimpleNamespace
+
+    pool = small_pool(12)
+    judge = CountingJudge()
+    first = stages.judge(judge, pool, seed=0)
+    carried = CarriedState()
+    planned = stages.plan(project.engine, project.reward_model, state_from_pool(pool, first.evidence, carried), None)
+    stages.publish(project, pool, first, carried, planned, stages.fit(project.id, pool, planned), trained_from=0.0,
+                   judge_fingerprint=judge.fingerprint())
+    assert judge.asked == 12
+
+    def read(mode: str, changed: list[int]):
+        return SimpleNamespace(sync=SimpleNamespace(mode=mode, changed=changed), pool=pool)
+
+    reuse = stages.reusable_judgments(project, judge, read("incremental", [20, 30]))
+    assert set(reuse) == set(pool.task_ids) - {20, 30}
+    again = stages.judge(judge, pool, seed=0, reuse=reuse)
+    assert judge.asked == 12 + 2  # O(changed): only the two changed tasks
+    assert [j.label for j in again.judgments] == [j.label for j in first.judgments]
+    assert stages.reusable_judgments(project, judge, read("full", [])) == {}  # a full read asks about all
+
+    class OtherJudge(CountingJudge):
+        def config(self):
+            return {**super().config(), "criteria": "brevity"}
+
+    assert stages.reusable_judgments(project, OtherJudge(), read("incremental", [])) == {}  # another judge: none

@@ -103,7 +103,8 @@ def train(project: Project, judge: Judge, clock: StageClock, *, force_round: boo
         got = stages.read(project, full=full_sync)
     pool = got.pool
     with clock.stage("judge", "judging"):
-        judged = stages.judge(judge, pool, seed=project.engine.seed)
+        reuse = stages.reusable_judgments(project, judge, got)
+        judged = stages.judge(judge, pool, seed=project.engine.seed, reuse=reuse)
 
     carried = CarriedState.newest(project.registry, project.id)
     state = state_from_pool(pool, judged.evidence, carried)
@@ -114,7 +115,8 @@ def train(project: Project, judge: Judge, clock: StageClock, *, force_round: boo
     with clock.stage("fit", "fitting the reward model"):
         fitted = stages.fit(project.id, pool, planned)
     with clock.stage("publish", "publishing the model version"):
-        published = stages.publish(project, pool, judged, carried, planned, fitted, trained_from=trained_from)
+        published = stages.publish(project, pool, judged, carried, planned, fitted, trained_from=trained_from,
+                                   judge_fingerprint=judge.fingerprint())
 
     version = published.version.version
     outcome = TrainingOutcome(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +46,11 @@ from rlthf_backend.labelstudio.sync import SyncReport, read_queue_predictions, s
 from rlthf_backend.registry.records import (
     STATE_FILE,
     CarriedState,
+    RoundFileError,
     RoundLogLine,
     RoundRecord,
     append_round_log,
+    read_judgments,
     write_judgments,
     write_margins,
 )
@@ -105,10 +108,32 @@ class Judged:
     evidence: JudgeEvidence
 
 
-def judge(judge: Judge, pool: ProjectPool, *, seed: int) -> Judged:
-    """The judge's verdict on every pair (from the judgment store where judged before)."""
-    judgments = judge.judge_many(pool.pairs)
+def judge(judge: Judge, pool: ProjectPool, *, seed: int, reuse: Mapping[int, Judgment] | None = None) -> Judged:
+    """The judge's verdict on every pair: ``reuse``'s by task id where given, the rest asked of
+    ``judge`` (from the judgment store where judged before)."""
+    reuse = reuse or {}
+    ask = [i for i, t in enumerate(pool.task_ids) if t not in reuse]
+    asked = dict(zip(ask, judge.judge_many([pool.pairs[i] for i in ask]))) if ask else {}
+    judgments = [asked[i] if i in asked else reuse[t] for i, t in enumerate(pool.task_ids)]
     return Judged(judgments, JudgeEvidence.from_judgments(judgments, placeholder_seed=seed))
+
+
+def reusable_judgments(project: Project, judge: Judge, got: Read) -> dict[int, Judgment]:
+    """The last training's verdicts on the tasks this incremental read found unchanged, when the
+    same judge (same fingerprint) gave them: a training then asks the judgment store only about
+    what changed, O(changed) rather than O(project)."""
+    if got.sync.mode != "incremental":
+        return {}
+    latest = project.registry.latest(project.id)
+    if latest is None or latest.meta.get("judge") != judge.fingerprint():
+        return {}
+    try:
+        stored = read_judgments(latest.path)
+    except RoundFileError as exc:  # asked again instead
+        log.warning("project %s: %s; judging from the store", project.id, exc)
+        return {}
+    changed = set(got.sync.changed)
+    return {t: j for t, j in stored.items() if t not in changed and j.ok}
 
 
 # ------------------------------------------------------------------------------------------ plan
@@ -162,7 +187,7 @@ class Published:
 
 
 def publish(project: Project, pool: ProjectPool, judged: Judged, carried: CarriedState, planned: Planned,
-            fitted: Fitted, *, trained_from: float) -> Published:
+            fitted: Fitted, *, trained_from: float, judge_fingerprint: str | None = None) -> Published:
     """One new registry version: the reward model, the carried state, the round record, margins
     and judgments (written whole before it becomes visible)."""
     round_plan, ids = planned.plan, pool.task_ids
@@ -185,7 +210,7 @@ def publish(project: Project, pool: ProjectPool, judged: Judged, carried: Carrie
         "reward_model": project.reward_model.kind, "strategy": project.engine.strategy,
         "round": round_plan is not None, "round_index": round_plan.round_index if round_plan else None,
         "pool_size": len(pool), "human_labels": pool.n_human, "fit_seconds": fitted.report.seconds,
-        "trained_from": trained_from, "trained_until": time.time()})
+        "judge": judge_fingerprint, "trained_from": trained_from, "trained_until": time.time()})
     return Published(version, record)
 
 
