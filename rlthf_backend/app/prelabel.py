@@ -28,6 +28,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from label_studio_sdk import LabelStudio
 from tqdm import tqdm
 
 from rlthf_backend.app.judges import make_judge, process_judge
@@ -35,7 +36,9 @@ from rlthf_backend.app.project import open_project
 from rlthf_backend.app.settings import Settings, get_settings
 from rlthf_backend.core.judges.base import Judge, JudgeCall, judge_call
 from rlthf_backend.jobs.status import PrelabelProgress
+from rlthf_backend.core.types import Pair
 from rlthf_backend.labelstudio.client import iter_tasks
+from rlthf_backend.labelstudio.config import PairwiseConfig
 from rlthf_backend.labelstudio.predict import prediction_for
 from rlthf_backend.labelstudio.queue_order import QueuedPrediction, write_predictions
 from rlthf_backend.labelstudio.results import shown_label
@@ -185,29 +188,9 @@ def prelabel_project(
     judge = judge or make_judge(settings)
     model_version = judge.model_version(settings.model_title)
     summary = PrelabelSummary(project_id, model_version)
-    wanted = set(task_ids) if task_ids is not None else None
-
-    todo = []
-    predictions_at_start: dict[int, int] = {}
-    for task in iter_tasks(ls, project_id):
-        if wanted is not None and task.get("id") not in wanted:
-            continue
-        summary.tasks += 1
-        versions = {p.get("model_version") for p in task.get("predictions") or []}
-        if model_version in versions and not rejudge_all:
-            summary.skipped += 1
-        else:
-            todo.append(task)
-            predictions_at_start[int(task["id"])] = len(task.get("predictions") or [])
-
-    pairs, pair_tasks = [], []
-    for task in todo:
-        try:
-            pairs.append(pair_from_task(config, task))
-            pair_tasks.append(task.get("id"))
-        except TaskDataError as exc:
-            summary.failed += 1
-            summary.failure_reasons[_short_reason(str(exc))] += 1
+    todo, predictions_at_start = _tasks_to_judge(ls, project_id, model_version, summary,
+                                                 set(task_ids) if task_ids is not None else None, rejudge_all)
+    pairs, pair_tasks = _pairs_of(config, todo, summary)
 
     meter = ProgressMeter(len(todo), judge, every_s=report_every_s, job_id=job_id, on_report=on_report)
     bar = tqdm(total=len(todo), initial=summary.failed, desc=f"prelabel project {project_id}", unit="task",
@@ -269,7 +252,39 @@ def prelabel_project(
     return summary
 
 
-def still_unpredicted(ls: Any, project_id: int, items: list[QueuedPrediction],
+def _tasks_to_judge(ls: LabelStudio, project_id: int, model_version: str, summary: PrelabelSummary,
+                    wanted: set[int] | None, rejudge_all: bool) -> tuple[list[dict[str, Any]], dict[int, int]]:
+    """The tasks without a prediction of ``model_version`` (every ``wanted`` one with ``rejudge_all``),
+    and how many predictions each held when read (see :func:`still_unpredicted`)."""
+    todo, predictions_at_start = [], {}
+    for task in iter_tasks(ls, project_id):
+        if wanted is not None and task.get("id") not in wanted:
+            continue
+        summary.tasks += 1
+        versions = {p.get("model_version") for p in task.get("predictions") or []}
+        if model_version in versions and not rejudge_all:
+            summary.skipped += 1
+        else:
+            todo.append(task)
+            predictions_at_start[int(task["id"])] = len(task.get("predictions") or [])
+    return todo, predictions_at_start
+
+
+def _pairs_of(config: PairwiseConfig, tasks: list[dict[str, Any]],
+              summary: PrelabelSummary) -> tuple[list[Pair], list[int]]:
+    """The pairs of ``tasks`` and their task ids; a task that is no pair counts as failed, with its reason."""
+    pairs, pair_tasks = [], []
+    for task in tasks:
+        try:
+            pairs.append(pair_from_task(config, task))
+            pair_tasks.append(task.get("id"))
+        except TaskDataError as exc:
+            summary.failed += 1
+            summary.failure_reasons[_short_reason(str(exc))] += 1
+    return pairs, pair_tasks
+
+
+def still_unpredicted(ls: LabelStudio, project_id: int, items: list[QueuedPrediction],
                       predictions_at_start: dict[int, int]) -> list[QueuedPrediction]:
     """``items`` whose task still exists and got no prediction since this run read it: a task an
     annotator opened meanwhile got its own from Label Studio's single-task ``/predict`` (one light
