@@ -9,17 +9,14 @@ moment of the export, so a label made after the last round still wins over the e
 
 from __future__ import annotations
 
-import httpx
-from label_studio_sdk.core.api_error import ApiError
 
-from rlthf_backend.app.errors import ProjectError
 from rlthf_backend.app.judges import make_judge
-from rlthf_backend.app.project import Project, open_project
+from rlthf_backend.app.project import Project, label_studio_errors, open_project
 from rlthf_backend.app.settings import Settings
 from rlthf_backend.core.types import Judgment
 from rlthf_backend.export.dataset import CuratedDataset, assemble
 from rlthf_backend.export.deciding import load_deciding_round, stored_judgments
-from rlthf_backend.labelstudio.client import describe_api_error, iter_tasks
+from rlthf_backend.labelstudio.client import iter_tasks
 from rlthf_backend.labelstudio.pool import ProjectPool, pool_from_tasks
 
 
@@ -33,12 +30,8 @@ def curated_dataset(
     before) and its deciding round from the registry, and build the curated dataset.
     Raises :class:`ProjectError` when the project cannot be read."""
     project = open_project(settings, project_id)
-    try:
+    with label_studio_errors(settings.label_studio_url, project_id):
         pool = pool_from_tasks(project.config, iter_tasks(project.ls, project_id))
-    except httpx.TransportError as exc:
-        raise ProjectError(f"Label Studio unreachable at {settings.label_studio_url}: {exc}") from exc
-    except ApiError as exc:
-        raise ProjectError(f"Label Studio refused project {project_id}: {describe_api_error(exc)}") from exc
     deciding = load_deciding_round(project.registry, project_id)
     return assemble(project_id, pool, judgments_for(project, pool), deciding, include_dropped, min_confidence)
 

@@ -10,6 +10,8 @@ and the CLI take what is opened here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +58,20 @@ def project_store(settings: Settings) -> ProjectStore | None:
         return None
 
 
+@contextmanager
+def label_studio_errors(url: str, project_id: int) -> Iterator[None]:
+    """Label Studio failing while a use case works on ``project_id``, as one typed line:
+    :class:`ProjectNotFound` for Label Studio's own 404, else :class:`ProjectError`."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise ProjectError(f"Label Studio unreachable at {url}: {exc}") from exc
+    except ApiError as exc:
+        if exc.status_code == 404 and isinstance(exc.body, dict):  # Label Studio's own answer, not a stray page
+            raise ProjectNotFound(f"Label Studio has no project {project_id}") from exc
+        raise ProjectError(f"Label Studio refused project {project_id}: {describe_api_error(exc)}") from exc
+
+
 @dataclass
 class Project:
     """One Label Studio project, opened: everything a use case needs to work on it."""
@@ -88,17 +104,12 @@ def open_project(settings: Settings, project_id: int, *, timeout: float = 60.0, 
     """
     traffic = Traffic()
     try:
-        ls = label_studio(settings, timeout=timeout, traffic=traffic)
-        info = ls.projects.get(id=project_id)
+        with label_studio_errors(settings.label_studio_url, project_id):
+            ls = label_studio(settings, timeout=timeout, traffic=traffic)
+            info = ls.projects.get(id=project_id)
         config = parse_label_config(info.label_config)
     except LabelStudioNotConfigured as exc:
         raise ProjectError(str(exc)) from exc
-    except httpx.TransportError as exc:
-        raise ProjectError(f"Label Studio unreachable at {settings.label_studio_url}: {exc}") from exc
-    except ApiError as exc:
-        if exc.status_code == 404 and isinstance(exc.body, dict):  # Label Studio's own answer, not a stray page
-            raise ProjectNotFound(f"Label Studio has no project {project_id}") from exc
-        raise ProjectError(f"Label Studio refused project {project_id}: {describe_api_error(exc)}") from exc
     except LabelConfigError as exc:
         raise ProjectError(f"project {project_id} has no pairwise label config this backend reads: {exc}") from exc
     return Project(

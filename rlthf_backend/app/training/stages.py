@@ -19,7 +19,7 @@ from label_studio_sdk.core.api_error import ApiError
 from sqlalchemy.exc import SQLAlchemyError
 
 from rlthf_backend.app.errors import ProjectError
-from rlthf_backend.app.project import Project
+from rlthf_backend.app.project import Project, label_studio_errors
 from rlthf_backend.app.training.rounds import (
     batch_disagreement,
     next_carried,
@@ -32,7 +32,6 @@ from rlthf_backend.core.judges.base import Judge
 from rlthf_backend.core.reward.base import FitReport, RewardModel
 from rlthf_backend.core.reward.factory import RewardModelSpec, RoundFactory, round_factory
 from rlthf_backend.core.types import Judgment
-from rlthf_backend.labelstudio.client import describe_api_error
 from rlthf_backend.labelstudio.pool import ProjectPool, pool_from_rows
 from rlthf_backend.labelstudio.queue_order import (
     QueuedPrediction,
@@ -77,13 +76,9 @@ def read(project: Project, *, full: bool) -> Read:
     stored = _load_snapshot(project)
     shown_version = project.info.model_version
     ours = shown_version if project.registry.named_version(project.id, shown_version) else None
-    try:
+    with label_studio_errors(project.settings.label_studio_url, project.id):
         snapshot, sync = sync_project(project.ls, project.info, project.config, stored, full=full,
                                       server_time=lambda: project.traffic.server_time, adopt_queue_version=ours)
-    except httpx.TransportError as exc:
-        raise ProjectError(f"Label Studio unreachable at {project.settings.label_studio_url}: {exc}") from exc
-    except ApiError as exc:
-        raise ProjectError(f"Label Studio refused project {project.id}: {describe_api_error(exc)}") from exc
     pool = pool_from_rows(project.config, snapshot.rows.values())
     if len(pool) < 2:
         raise ProjectError(f"project {project.id} has {len(pool)} usable pair(s); at least 2 are needed")
