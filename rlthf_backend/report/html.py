@@ -3,6 +3,8 @@ external resource), so it can be mailed, archived or served behind auth as it is
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from html import escape
 
 from rlthf_backend.report.charts import (
@@ -15,7 +17,7 @@ from rlthf_backend.report.charts import (
     region_bounds,
     round_status_svg,
 )
-from rlthf_backend.report.data import ReportData, RoundRow
+from rlthf_backend.report.data import ReportData, RoundRow, WrongLeft
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;margin:0;background:#f6f7f9}
@@ -24,7 +26,9 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .sub{color:#666;margin:0 0 16px}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{background:#fff;border:1px solid #e2e4e8;border-radius:8px;padding:10px 14px;min-width:140px}
-.card b{display:block;font-size:20px}.card span{color:#666;font-size:12px}
+.card{flex:1 1 150px;max-width:250px}
+.card b{display:block;font-size:19px}.card span{color:#666;font-size:12px}
+.card small{display:block;color:#8a8a8a;font-size:11.5px;margin-top:2px}
 figure{background:#fff;border:1px solid #e2e4e8;border-radius:8px;margin:0;padding:12px}
 figcaption{color:#555;font-size:12.5px;margin-top:6px}
 .legend{display:flex;flex-wrap:wrap;gap:6px 16px;font-size:12.5px;margin-top:6px}
@@ -48,22 +52,96 @@ def _pct(v: float | None, digits: int = 0) -> str:
     return "–" if v is None else f"{100 * v:.{digits}f}%"
 
 
-def _num(v: float | None, digits: int = 1) -> str:
-    return "–" if v is None else f"{v:.{digits}f}"
+def _tally(k: int, n: int) -> str:
+    """``k of n (share)``: a share beside the counts it comes from, so a reader can check it."""
+    return f"{k} of {n} ({_pct(k / n)})" if n else "–"
+
+
+def _whole(v: float) -> int | None:
+    """``v`` when it is a whole number (a count behind a rate), else None (a weighted rate)."""
+    return round(v) if abs(v - round(v)) < 1e-6 else None
+
+
+def _amount(v: float) -> str:
+    """An expected count of labels: whole above 10, one decimal below (0.4 is not 0)."""
+    return str(math.floor(v + 0.5)) if abs(v) >= 10 else f"{v:.1f}"
+
+
+def _wrong_left_text(est: WrongLeft) -> str:
+    """"66 (90% interval 48–91)", or "66 (model estimate, no interval: no audits yet)"."""
+    if not est.has_interval:
+        return f"{_amount(est.mean)} ({est.no_interval})"
+    level = f"{100 * est.level:g}% " if est.level is not None else ""
+    return f"{_amount(est.mean)} ({level}interval {_amount(est.low)}–{_amount(est.high)})"
+
+
+def _human_text(r: RoundRow) -> str:
+    return f"{r.human_labels} of {r.pool_size} ({_pct(r.human_effort, 1)})"
+
+
+#: How each audit scope drew its audits (RoundRow.audit_scope), for labels and notes.
+_AUDITS_DRAWN = {
+    "pool": "drawn at random from the unlabelled pool",
+    "flip_candidates": "drawn at random among the flip candidates",
+    "p_wrong": "drawn with a probability that grows with P(LLM wrong)",
+}
+
+
+@dataclass(frozen=True)
+class _Tile:
+    """One card at the top: ``value`` over ``label`` (what is counted, over which round), and a
+    ``note``: what it rests on, or why there is nothing to count."""
+
+    key: str
+    value: str
+    label: str
+    note: str = ""
+
+
+def _yield_tiles(data: ReportData) -> list[_Tile]:
+    """The queue-yield table's newest row, as two tiles: targeted and audited answers of that batch."""
+    row = data.newest_yield
+    shown = "contradicted the label shown"
+    if row is None:
+        why = "no batch answered yet (counted once the next round reads the answers)"
+        return [_Tile("targeted", "–", f"targeted tasks answered: {shown}", why),
+                _Tile("audited", "–", f"audited tasks answered: {shown}", why)]
+    q, batch = row.queue_yield, f"round {row.index}'s batch"
+    targeted = _Tile("targeted", _tally(q.targeted_contradicted, q.targeted_answered),
+                     f"targeted tasks of {batch} that people answered: {shown}",
+                     "" if q.targeted_answered else "no targeted answers yet")
+    if q.audit_answered:
+        note = f"audits {_AUDITS_DRAWN[row.audit_scope]}"
+    else:
+        note = "that batch held no audits" if row.audit_slice == 0 else "no audited answers yet"
+    audited = _Tile("audited", _tally(q.audit_contradicted, q.audit_answered),
+                    f"audited tasks of {batch} that people answered: {shown}", note)
+    return [targeted, audited]
+
+
+def _wrong_left_tile(last: RoundRow | None) -> _Tile:
+    est = last.wrong_left if last else None
+    if last is None or est is None:
+        why = "no round yet" if last is None else "this round recorded no estimate"
+        return _Tile("wrong-left", "–", "expected wrong labels left in the export", why)
+    return _Tile("wrong-left", _wrong_left_text(est), f"expected wrong labels left in the export after round "
+                 f"{last.index}", f"from {est.basis}")
+
+
+def _tiles(data: ReportData) -> list[_Tile]:
+    """The cards; each one's value is a cell of a table below (same set, same round)."""
+    last = data.rounds[-1] if data.rounds else None
+    human = (_Tile("human", _human_text(last), f"pairs people labelled before round {last.index} (share of the pool)")
+             if last else _Tile("human", "–", "pairs people labelled (share of the pool)", "no round yet"))
+    return [_Tile("pool", str(last.pool_size) if last else "–", "pairs in the pool"), human,
+            _Tile("rounds", str(len(data.rounds)), "curation rounds"), *_yield_tiles(data), _wrong_left_tile(last)]
 
 
 def _cards(data: ReportData) -> str:
-    last = data.rounds[-1] if data.rounds else None
-    answered = next((r for r in reversed(data.rounds) if r.disagreement is not None), None)
-    cards = [
-        ("pairs in the pool", str(last.pool_size) if last else "–"),
-        ("human labels (effort)", f"{last.human_labels} ({_pct(last.human_effort, 1)})" if last else "–"),
-        ("curation rounds", str(len(data.rounds))),
-        ("people disagreed with the LLM", _pct(answered.disagreement) if answered else "–"),
-        ("est. wrong labels left", _num(last.est_wrong_model) if last else "–"),
-    ]
-    return '<div class="cards">' + "".join(f"<div class=\"card\"><b>{escape(v)}</b><span>{escape(k)}</span></div>"
-                                          for k, v in cards) + "</div>"
+    return '<div class="cards">' + "".join(
+        f'<div class="card" id="tile-{t.key}"><b>{escape(t.value)}</b><span>{escape(t.label)}</span>'
+        + (f"<small>{escape(t.note)}</small>" if t.note else "") + "</div>"
+        for t in _tiles(data)) + "</div>"
 
 
 def _curve_section(data: ReportData) -> str:
@@ -98,57 +176,104 @@ def _plural(n: float, word: str) -> str:
     return f"{word}{'' if round(n, 1) == 1 else 's'}"
 
 
+def _stop_paragraph(data: ReportData) -> str:
+    """The engine's stop signal, tied to the same estimate of wrong labels left as the tile."""
+    sig = data.stop_signal
+    if sig is None:
+        return ('<p class="verdict" id="stop-signal">This strategy gives no stop signal: judge by the queue '
+                "yield below (when targeted tasks are contradicted no more often than audited ones, stop).</p>")
+    word = "stop" if sig.stop else "continue"
+    why = (" More human labels now buy little: export the curated set." if sig.stop else
+           " Each human label in it is still expected to fix a wrong LLM label often enough to pay.")
+    est = data.rounds[-1].wrong_left
+    of_left = f" of the {_amount(est.mean)} expected left in the export" if est is not None else ""
+    return (f'<p class="verdict" id="stop-signal">The next batch ({sig.batch_size} {_plural(sig.batch_size, "task")}) '
+            f"is expected to fix about {sig.expected_fixes:.1f} wrong {_plural(sig.expected_fixes, 'label')} "
+            f"({sig.per_label:.2f} per human label){escape(of_left)}: <b class=\"{word}\">{word}</b>.{escape(why)}</p>")
+
+
+def _wrong_left_paragraph(last: RoundRow) -> str:
+    est = last.wrong_left
+    if est is None:
+        return ""
+    text = (f"Expected wrong labels left in the export after round {last.index}: {_wrong_left_text(est)}, "
+            f"from {est.basis}")
+    if est.audit_based is not None:
+        text += f"; the audit-based estimate is {_amount(est.audit_based)}"
+    return f'<p id="advice-wrong-left">{escape(text)}.</p>'
+
+
+def _audits_paragraph(last: RoundRow) -> str:
+    """The LLM's error rate on every audited answer so far (all rounds), with the count behind it."""
+    n, rate = last.audited_pairs, last.audited_error_rate
+    if not n or rate is None:
+        return ""
+    k = _whole(rate * n)
+    wrong = (f"{k} of the {n} audited pairs people answered in all rounds so far ({_pct(rate)}"
+             if k is not None else
+             f"{_pct(rate)} of the {n} audited pairs people answered in all rounds so far (weighted by each audit's "
+             "sampling probability")
+    ci = last.audited_error_ci
+    wrong += f", 95% interval {_pct(ci[0])}–{_pct(ci[1])})" if ci else ")"
+    where = {
+        "pool": "its error rate where nobody targeted",
+        "flip_candidates": "the pairs the engine thinks more likely wrong than right: above 50% there is what a flip "
+                           "needs",
+        "p_wrong": "weighted back, its error rate over the unlabelled pool",
+    }[last.audit_scope]
+    return f"<p>The LLM was wrong on {escape(wrong)}; audits {_AUDITS_DRAWN[last.audit_scope]}: {where}.</p>"
+
+
 def _next_step_section(data: ReportData) -> str:
     """The lead's three questions: go on or stop, how many wrong labels are left, and how sure."""
     if not data.rounds:
         return ""
-    last, parts = data.rounds[-1], []
-    sig = data.stop_signal
-    if sig is not None:
-        word = "stop" if sig.stop else "continue"
-        why = (" More human labels now buy little: export the curated set." if sig.stop else
-               " Each human label in it is still expected to fix a wrong LLM label often enough to pay.")
-        parts.append(
-            f'<p class="verdict" id="stop-signal">The next batch ({sig.batch_size} {_plural(sig.batch_size, "task")}) '
-            f"is expected to fix about {sig.expected_fixes:.1f} wrong {_plural(sig.expected_fixes, 'label')} "
-            f"({sig.per_label:.2f} per human label): <b class=\"{word}\">{word}</b>.{escape(why)}</p>")
-    else:
-        parts.append('<p class="verdict" id="stop-signal">This strategy gives no stop signal: judge by the queue '
-                     "yield below (when targeted tasks are contradicted no more often than random ones, stop).</p>")
-    if last.est_wrong_model is not None:
-        text = f"About {last.est_wrong_model:.1f} wrong labels are left"
-        if last.est_wrong_interval:
-            lo, hi = last.est_wrong_interval
-            text += f" (95% interval {lo:.1f}–{hi:.1f})"
-        if last.unchecked_exported is not None:
-            text += f" among the {last.unchecked_exported} exported pairs nobody checked"
-        text += ", by the engine's P(wrong) of each"
-        if last.est_wrong_audit is not None:
-            text += f"; the audit-based estimate is {last.est_wrong_audit:.1f}"
-        parts.append(f'<p id="advice-wrong-left">{escape(text)}.</p>')
-    if last.audited_pairs:
-        rate = _pct(last.audited_error_rate)
-        ci = (f", 95% interval {_pct(last.audited_error_ci[0])}–{_pct(last.audited_error_ci[1])}"
-              if last.audited_error_ci else "")
-        where = ("its error rate where nobody targeted" if last.audit_scope == "pool" else
-                 "drawn at random among the flip candidates, the pairs the engine thinks more likely wrong than right: "
-                 "above 50% there is what a flip needs")
-        parts.append(f"<p>The LLM was wrong on {rate} of the {last.audited_pairs} random audit pairs people "
-                     f"answered{escape(ci)}: {where}.</p>")
+    last = data.rounds[-1]
+    parts = [_stop_paragraph(data), _wrong_left_paragraph(last), _audits_paragraph(last)]
     return '<h2>What to do next</h2><div class="advice">' + "".join(parts) + "</div>"
 
 
+def _yield_cell(k: int, n: int, kind: str) -> str:
+    return _tally(k, n) if n else f"– (no {kind} answers)"
+
+
+#: What the queue-yield comparison means under each audit scope.
+_YIELD_BASELINE = {
+    "pool": "audits are drawn at random from the unlabelled pool, so the audited column is what random order "
+            "would find",
+    "flip_candidates": "audits are drawn among the flip candidates (the default), so the queue is compared with "
+                       "those, not with random order: set RLTHF_FUSED_AUDIT_SCOPE=pool for that comparison",
+    "p_wrong": "audits are drawn with a probability that grows with P(LLM wrong), so the audited column is no "
+               "random-order baseline",
+}
+
+
+def _yield_table(rows: list[RoundRow]) -> str:
+    body = []
+    for r in rows:
+        q = r.queue_yield
+        targeted = _yield_cell(q.targeted_contradicted, q.targeted_answered, "targeted")
+        audited = _yield_cell(q.audit_contradicted, q.audit_answered, "audited")
+        body.append(f'<tr data-round="{r.index}"><td>round {r.index}</td><td data-set="targeted">{escape(targeted)}'
+                    f'</td><td data-set="audited">{escape(audited)}</td></tr>')
+    head = ("batch of", "targeted tasks answered: contradicted the label shown",
+            "audited tasks answered: contradicted the label shown")
+    return ('<table id="yield-table"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+
+
 def _yield_section(data: ReportData) -> str:
-    """Per round: how often people contradicted the label on targeted vs random (audit) tasks."""
+    """Per round: how often people contradicted the label shown on targeted vs audited tasks."""
     rows = [r for r in data.rounds if r.queue_yield is not None]
     check = data.queue_check
     if not rows and check is None:
         return ""
-    intro = ("<h2>Queue yield</h2><p class=\"sub\">How often people contradicted the label shown, on the tasks "
-             "the queue targeted vs the random audit tasks of the same batch. Targeted well above random means the "
-             "queue finds the LLM's mistakes; close to it means more labels in queue order buy no more than random "
-             "ones. (Rounds that draw audits among the flip candidates, the default, compare the queue with those, "
-             "not with random order: set RLTHF_FUSED_AUDIT_SCOPE=pool for that comparison.)</p>")
+    baseline = _YIELD_BASELINE[rows[-1].audit_scope] if rows else _YIELD_BASELINE["pool"]
+    intro = ("<h2>Queue yield</h2><p class=\"sub\">Of each round's batch, the tasks people answered by the next "
+             "round: how many contradicted the label shown (the LLM's, or its flip where the engine had flipped "
+             "the pair), on the tasks the queue targeted vs the audited tasks of the same batch. Targeted well above "
+             "audited means the queue finds the LLM's mistakes; close to it means more labels in queue order buy no "
+             f"more than audits do. Here {escape(baseline)}. The tiles at the top repeat the newest row.</p>")
     html = [intro]
     if check is not None:
         html.append(
@@ -159,36 +284,46 @@ def _yield_section(data: ReportData) -> str:
             f"Judge: {escape(check.judge)}.</p></div>")
     if rows:
         chart = paired_bars_svg([(f"r{r.index}", r.queue_yield.targeted_rate, r.queue_yield.audit_rate) for r in rows],
-                                "people contradicted the label", "queue-yield", ("targeted", "random audit"))
-        body = []
-        for r in rows:
-            q = r.queue_yield
-            cells = (f"round {r.index}", f"{q.targeted_contradicted} of {q.targeted_answered}", _pct(q.targeted_rate),
-                     f"{q.audit_contradicted} of {q.audit_answered}", _pct(q.audit_rate))
-            body.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
-        head = ("batch of", "targeted: contradicted", "share", "random audit: contradicted", "share")
-        html.append('<div class="small"><figure>' + chart + "</figure><figure><table id=\"yield-table\"><thead><tr>"
-                    + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>" + "".join(body)
-                    + "</tbody></table><figcaption>Known for a round once the next round read people's answers."
-                    "</figcaption></figure></div>")
+                                "people contradicted the label shown", "queue-yield", ("targeted", "audited"))
+        html.append('<div class="small"><figure>' + chart + "</figure><figure>" + _yield_table(rows)
+                    + "<figcaption>Contradicted of answered (share). Known for a round once the next round read "
+                      "people's answers. The rounds table below counts the same answers together, against the "
+                      "LLM's own label.</figcaption></figure></div>")
     return "".join(html)
 
 
+def _disagreement_cell(r: RoundRow) -> str:
+    if r.disagreement_answered == 0:
+        return "– (none answered)"
+    if r.disagreed is None:
+        return "pending"
+    return _tally(r.disagreed, r.disagreement_answered)
+
+
+def _flip_precision_cell(r: RoundRow) -> str:
+    if r.flip_precision is None:
+        return "–"
+    text = _pct(r.flip_precision)
+    counted = r.flip_audited and _whole(r.flip_precision * r.flip_audited) == r.flip_audited_wrong
+    if counted:  # a weighted rate (adaptive) is no k of n: then the share stands alone
+        text = f"{r.flip_audited_wrong} of {r.flip_audited}: {text}"
+    if r.flip_precision_ci:
+        text += f" ({_pct(r.flip_precision_ci[0])}–{_pct(r.flip_precision_ci[1])})"
+    return text
+
+
 def _round_table(rounds: list[RoundRow]) -> str:
-    head = ("round", "version", "why", "batch", "audit slice", "people disagreed", "flips", "flip precision",
-            "dropped", "est. wrong left", "human effort")
+    head = ("round", "version", "why", "batch (tasks)", "audits in batch",
+            "batch answers unlike the LLM's own label (targeted + audited)", "flips",
+            "flip precision: audited flip candidates the LLM got wrong (95% interval)", "dropped",
+            "expected wrong labels left in the export", "pairs people labelled before the round (share of pool)")
     rows = []
     for r in rounds:
-        precision = _pct(r.flip_precision)
-        if r.flip_precision_ci:
-            precision += f" ({_pct(r.flip_precision_ci[0])}–{_pct(r.flip_precision_ci[1])})"
-        disagreement = "pending" if r.disagreement is None else f"{_pct(r.disagreement)} of {r.disagreement_answered}"
-        audit = f" (audit {_num(r.est_wrong_audit)})" if r.est_wrong_audit is not None else ""
-        wrong = _num(r.est_wrong_model) + audit
         cells = (str(r.index), r.version, r.reason, str(r.batch_size),
-                 "–" if r.audit_slice is None else str(r.audit_slice), disagreement, str(r.flips), precision,
-                 str(r.counts.get("drop", 0)), wrong, f"{r.human_labels} ({_pct(r.human_effort, 1)})")
-        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+                 "–" if r.audit_slice is None else str(r.audit_slice), _disagreement_cell(r), str(r.flips),
+                 _flip_precision_cell(r), str(r.counts.get("drop", 0)),
+                 _wrong_left_text(r.wrong_left) if r.wrong_left else "–", _human_text(r))
+        rows.append(f'<tr data-round="{r.index}">' + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
     return ('<table id="rounds-table"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in head)
             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
@@ -203,18 +338,20 @@ def _rounds_section(data: ReportData) -> str:
     small = [
         metric_bars_svg(list(zip(labels, [r.human_effort for r in rs])), "human effort (% of pool)", "effort",
                         percent=True),
-        metric_bars_svg(list(zip(labels, [r.disagreement for r in rs])), "people disagreed with the LLM",
+        metric_bars_svg(list(zip(labels, [r.disagreement for r in rs])), "batch answers unlike the LLM's label",
                         "disagreement", percent=True, colour="#c0392b"),
-        metric_bars_svg(list(zip(labels, [r.est_wrong_model for r in rs])), "est. wrong labels left", "wrong-left",
-                        colour="#7f5a9e"),
+        metric_bars_svg(list(zip(labels, [r.wrong_left.mean if r.wrong_left else None for r in rs])),
+                        "expected wrong left in the export", "wrong-left", colour="#7f5a9e"),
     ]
     return (
         "<h2>Rounds</h2><figure>" + round_status_svg(rs) + f'<div class="legend">{legend}</div>'
         + "<figcaption>How each round split the pool.</figcaption></figure>"
         + '<div class="small" style="margin-top:10px">' + "".join(f"<figure>{s}</figure>" for s in small) + "</div>"
-        + "<figcaption>Disagreement is measured on a round's batch once people answered it (so the newest round "
-          "shows none yet); estimated wrong labels are the engine's expectation over the exported pairs nobody checked."
-          "</figcaption>"
+        + "<figcaption>Batch answers unlike the LLM's label: of a round's batch, the tasks people answered by the "
+          "next round (targeted and audited together), the share whose human label differs from the LLM's own "
+          "label (the queue yield compares with the label shown, which differs where the engine had flipped the "
+          "pair); the newest round shows none yet. Expected wrong labels left: the round's estimate over the "
+          "exported pairs nobody checked, as in the tile at the top.</figcaption>"
         + '<h2 style="font-size:14px">In numbers</h2>' + _round_table(rs)
     )
 

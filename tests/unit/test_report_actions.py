@@ -3,6 +3,7 @@ the queue's yield (targeted vs random), the demo's known-answer check, and reada
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import re
 
@@ -15,6 +16,10 @@ from rlthf_backend.report import load_report_data, render_report
 from rlthf_backend.report.charts import metric_bars_svg, paired_bars_svg, tick_label
 from rlthf_backend.report.data import QueueYield
 from tests.support.registry_rounds import publish_round
+
+
+def _text(page: str) -> str:
+    return html_lib.unescape(re.sub(r"<[^>]+>", "", page))
 
 
 def _tick_texts(svg: str) -> list[str]:
@@ -156,22 +161,23 @@ def test_report_says_continue_with_wrong_labels_left_and_the_queue_yield(tmp_pat
     assert r1.unchecked_exported == 40 and r1.est_wrong_interval[0] < 3.6 < r1.est_wrong_interval[1]
 
     html = render_report(data, "now")
-    text = re.sub(r"<[^>]+>", "", html)
-    assert ("The next batch (5 tasks) is expected to fix about 2.0 wrong labels (0.40 per human label): continue."
-            in text)
+    text = _text(html)
+    assert ("The next batch (5 tasks) is expected to fix about 2.0 wrong labels (0.40 per human label) of the 3.6 "
+            "expected left in the export: continue.") in text
     lo, hi = r1.est_wrong_interval
-    assert (f"About 3.6 wrong labels are left (95% interval {lo:.1f}–{hi:.1f}) among the 40 exported pairs "
-            "nobody checked") in text
+    assert (f"Expected wrong labels left in the export after round 1: 3.6 (95% interval {lo:.1f}–{hi:.1f}), from "
+            "the engine's P(wrong) of each of the 40 exported pairs nobody checked") in text
     assert "the audit-based estimate is 5.0" in text
-    assert "The LLM was wrong on 0% of the 1 random audit pairs people answered, 95% interval 0%–79%" in text
-    assert '<svg id="queue-yield"' in html and "3 of 4" in text and "75%" in text
+    assert ("The LLM was wrong on 0 of the 1 audited pairs people answered in all rounds so far "
+            "(0%, 95% interval 0%–79%)") in text
+    assert '<svg id="queue-yield"' in html and "3 of 4 (75%)" in text
     assert "Known-answer check" not in text  # a real project has no known answers
 
 
 def test_report_says_where_the_audits_were_drawn(tmp_path):
-    pool = re.sub(r"<[^>]+>", "", render_report(load_report_data(_project(tmp_path / "a", False, 0.4, "pool"), 3),
-                                                "now"))
-    assert "random audit pairs people answered, 95% interval 0%–79%: its error rate where nobody targeted" in pool
+    pool = _text(render_report(load_report_data(_project(tmp_path / "a", False, 0.4, "pool"), 3), "now"))
+    assert ("95% interval 0%–79%); audits drawn at random from the unlabelled pool: its error rate where nobody "
+            "targeted") in pool
     flip = re.sub(r"<[^>]+>", "", render_report(
         load_report_data(_project(tmp_path / "b", False, 0.4, "flip_candidates"), 3), "now"))
     assert "drawn at random among the flip candidates" in flip and "where nobody targeted" not in flip
@@ -179,8 +185,9 @@ def test_report_says_where_the_audits_were_drawn(tmp_path):
 
 def test_report_says_stop_when_the_engine_does(tmp_path):
     html = render_report(load_report_data(_project(tmp_path, stop=True, yield_per_label=0.1), 3), "now")
-    text = re.sub(r"<[^>]+>", "", html)
-    assert "is expected to fix about 0.5 wrong labels (0.10 per human label): stop." in text
+    text = _text(html)
+    assert "is expected to fix about 0.5 wrong labels (0.10 per human label) of the 3.6 expected left in the " \
+           "export: stop." in text
     assert 'class="stop"' in html and "export the curated set" in text
 
 
@@ -197,5 +204,7 @@ def test_a_strategy_without_p_wrong_has_no_stop_sentence_but_says_how_to_judge(t
     registry = ModelRegistry(tmp_path)
     ids = list(range(1, 21))
     publish_round(registry, 5, ids, np.linspace(1, -1, 20), {}, {1: "human"}, 0, [1])
-    text = re.sub(r"<[^>]+>", "", render_report(load_report_data(registry, 5), "now"))
-    assert "This strategy gives no stop signal" in text and "About" not in text
+    html = render_report(load_report_data(registry, 5), "now")
+    text = _text(html)
+    assert "This strategy gives no stop signal" in text and 'id="advice-wrong-left"' not in html
+    assert "this round recorded no estimate" in text  # the tile says why it shows no number

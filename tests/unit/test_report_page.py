@@ -29,6 +29,7 @@ def test_report_data_reads_rounds_curve_and_queue(registry):
     assert (r0.index, r0.batch_size, r0.audit_slice, r0.human_labels) == (0, 12, 2, 0)
     # people's disagreement with round 0's batch is known from round 1's summary; round 1's is pending
     assert r0.disagreement == pytest.approx(1 / 3) and r0.disagreement_answered == 12 and r1.disagreement is None
+    assert r0.disagreed == 4
     assert (r1.flips, r1.flip_precision, r1.flip_precision_ci) == (8, 0.9, (0.6, 0.98))
     assert r0.flip_precision is None  # no flips, no precision
     assert (r1.est_wrong_model, r1.est_wrong_audit) == (21.25, 18.0)
@@ -66,7 +67,7 @@ def test_page_is_self_contained_and_shows_the_pictures(registry):
     assert f"elbow ({p.elbow})" in html and f"knee ({p.knee})" in html and f"reflection ({p.reflection})" in html
     assert html.count('class="dot dot-flip"') == 8 and html.count('class="dot dot-labelled"') == 12
     assert html.count("<li>") == 10 and "audit (random)" in html
-    assert "33% of 12" in html and "90% (60%–98%)" in html
+    assert "4 of 12 (33%)" in html and "90% (60%–98%)" in html
 
 
 def test_page_without_any_round_says_so(tmp_path):
