@@ -96,10 +96,16 @@ def test_report_page_of_the_demo_after_two_answered_batches(demo, browser):
     print(text[:1500])
     assert "What to do next" in text
     assert re.search(r"The next batch \(\d+ tasks?\) is expected to fix about [\d.]+ wrong labels? "
-                     r"\([\d.]+ per human label\): (continue|stop)\.", text)
+                     r"\([\d.]+ per human label\)( of the [\d.]+ expected left in the export)?: (continue|stop)\.",
+                     text)
     assert browser.evaluate("document.querySelectorAll('#yield-table tbody tr').length") == ANSWERED_ROUNDS
     assert f"Of the first {check.first} tasks the queue served after round 0, {check.wrong_in_first}" in text
-    assert "wrong labels are left (95% interval" in text
+    assert re.search(r"Expected wrong labels left in the export after round \d+: [\d.]+ \(", text)
+    # the tiles repeat the yield table's newest row (same set, same round)
+    for kind in ("targeted", "audited"):
+        tile = browser.evaluate(f"document.querySelector('#tile-{kind} b').textContent")
+        cell = browser.evaluate(f"[...document.querySelectorAll('#yield-table td[data-set={kind}]')].pop().textContent")
+        assert tile == cell or (tile == "–" and cell.startswith("– ")), (kind, tile, cell)
     for chart in ("queue-yield", "margin-curve", "round-status"):
         assert browser.evaluate(f"document.querySelector('#{chart}').getBoundingClientRect().height") > 50, chart
     # no degenerate axis anywhere on the page (the newest round's disagreement is an empty series)
