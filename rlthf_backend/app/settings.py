@@ -304,9 +304,9 @@ class Settings(_KnobFields):
     # --- Curation engine (core/curation: EngineConfig); its knobs are in KNOBS ----------------
     strategy: Literal["adaptive", "fused", "paper", "random", "llm_only", "swap_first"] = Field(
         DEFAULT_STRATEGY, description=f"Curation strategy ({DEFAULT_STRATEGY} by default): adaptive (learns from the "
-        "project's audited answers which evidence ranks its LLM mistakes best; audits drawn with known "
-        "probabilities estimate the wrong labels left), fused (one hardness model), paper (RLTHF as published), "
-        "or a baseline: random, llm_only, swap_first (order-swap disagreements first)."
+        "project's answers, by probing each ranking's top, which evidence ranks its LLM mistakes best; a few "
+        "audits drawn with known probabilities estimate the wrong labels left), fused (one hardness model), "
+        "paper (RLTHF as published), or a baseline: random, llm_only, swap_first (order-swap disagreements first)."
     )
     queue_score_tolerance: float = Field(
         0.05, ge=0, le=0.5,

@@ -169,14 +169,13 @@ def _settings_with(overrides: dict[str, str | None]) -> Settings:
 @click.option("--out", "out_dir", default="results/simulate", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--limit", default=None, type=click.IntRange(min=2), help="use only the first N pairs (quick runs)")
-@click.option("--also", "also", multiple=True, metavar="STRATEGY",
-              help="another strategy to compare (repeatable); the configured one and every baseline always run")
 @click.option("--quiet", is_flag=True, help="no per-replay progress lines")
 @_settings_options(ENGINE_SETTINGS)
 def simulate(data_path: Path, judges: str | None, budgets: str, seeds: int, out_dir: Path, limit: int | None,
-             also: tuple[str, ...], quiet: bool, **engine_flags: str | None) -> None:
+             quiet: bool, **engine_flags: str | None) -> None:
     """Replay a dataset with known human labels through the configured curation engine (the same
-    settings the backend reads: environment, .env, or the flags below) beside every baseline.
+    settings the backend reads: environment, .env, or the flags below) beside every baseline and
+    every other strategy the package ships.
 
     Files without LLM labels (HH-RLHF chosen/rejected) report the RM capacity ceiling instead.
     """
@@ -198,7 +197,7 @@ def simulate(data_path: Path, judges: str | None, budgets: str, seeds: int, out_
         rm=settings.reward_model_spec(),
         judges=[j.strip() for j in judges.split(",") if j.strip()] if judges else None,
         panel_label_rule=settings.judge_panel_label,
-        strategies=[engine.strategy, *also],
+        strategies=[engine.strategy],
         budgets=budget_list,
         seeds=seeds,
         out_dir=out_dir,

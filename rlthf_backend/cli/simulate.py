@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from rlthf_backend.core.curation import STRATEGIES, EngineConfig
+from rlthf_backend.core.curation import DEPLOYABLE_STRATEGIES, STRATEGIES, EngineConfig
 from rlthf_backend.core.reward.factory import (
     RewardModelFactory,
     RewardModelSpec,
@@ -335,10 +335,10 @@ def _side_shuffled(pool: LabelledPool, seed: int) -> LabelledPool:
     return dc_replace(pool, pairs=pairs, human_a_preferred=pool.human_a_preferred ^ swap)
 
 
-def strategies_to_run(configured: str, asked: Sequence[str]) -> list[str]:
-    """The strategies of a run: the ones asked (default: the configured one), always with every
-    baseline; baselines first, in a fixed order."""
-    names = list(dict.fromkeys([*BASELINES, *(asked or [configured])]))
+def strategies_to_run(configured: str, asked: Sequence[str] = ()) -> list[str]:
+    """The strategies of a run: every baseline and every strategy the package ships (the default
+    is judged against all of them), then the configured one and any ``asked``; in a fixed order."""
+    names = list(dict.fromkeys([*BASELINES, *DEPLOYABLE_STRATEGIES, configured, *asked]))
     unknown = [s for s in names if s not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(sorted(STRATEGIES))}")

@@ -241,7 +241,7 @@ def _yield_cell(k: int, n: int, kind: str) -> str:
 _YIELD_BASELINE = {
     "pool": "audits are drawn at random from the unlabelled pool, so the audited column is what random order "
             "would find",
-    "flip_candidates": "audits are drawn among the flip candidates (the default), so the queue is compared with "
+    "flip_candidates": "audits are drawn among the flip candidates, so the queue is compared with "
                        "those, not with random order: set RLTHF_FUSED_AUDIT_SCOPE=pool for that comparison",
     "p_wrong": "audits are drawn with a probability that grows with P(LLM wrong), so the audited column is no "
                "random-order baseline",

@@ -32,7 +32,7 @@ OTHER = {"a": "b", "b": "a"}
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory, label_studio):
-    """Redis, the backend and one worker, with the default (fused) strategy and an 8-pair batch."""
+    """Redis, the backend and one worker, with the default strategy and an 8-pair batch."""
     redis = RedisServer(tmp_path_factory.mktemp("export-redis"))
     env = {
         "RLTHF_JUDGE": "precomputed",

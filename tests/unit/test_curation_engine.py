@@ -204,15 +204,14 @@ def test_one_configuration_for_the_job_and_simulate(tmp_path, monkeypatch):
     from rlthf_backend.cli import main
 
     result = CliRunner().invoke(main, ["simulate", "--data", str(data), "--seeds", "1", "--budgets", "10",
-                                       "--out", str(tmp_path / "out"), "--quiet", "--rm-heads", "2",
-                                       "--also", "random"])
+                                       "--out", str(tmp_path / "out"), "--quiet", "--rm-heads", "2"])
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
     assert doc["engine"] == json.loads(json.dumps(deployed.engine_config().as_dict()))
     assert doc["engine"]["fused"]["audit_fraction"] == 0.3 and doc["engine"]["rounds"]["batch_fraction"] == 0.05
     spec = deployed.reward_model_spec()
     assert doc["reward_model"] == {"kind": spec.kind, "options": spec.options}
-    assert set(doc["strategies"]) >= {"llm_only", "random", "oracle", "paper", "swap_first", "fused"}
+    assert set(doc["strategies"]) >= {"llm_only", "random", "oracle", "paper", "swap_first", "fused", "adaptive"}
     assert "all_pairs_accuracy_mean" in doc["results"]["fused"]["10"]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlthf_backend.core.curation.adaptive import choose_ranking, remap_ledger, settle_ledger
+from rlthf_backend.core.curation.adaptive import choose_ranking, paired_advantage, remap_ledger, settle_ledger
 from rlthf_backend.core.curation.estimate import (
     beta_tail_above_half,
     hajek_rate,
@@ -104,21 +104,40 @@ def test_wrong_estimate_counts_flipped_pairs_the_other_way():
     assert 5 < est.mean < 16 and est.low <= 10 <= est.high
 
 
-def test_ledger_grades_every_ranking_by_horvitz_thompson():
+def test_ledger_grades_each_rankings_probe_exactly_and_pairs_them_by_round():
     wrong = np.full(10, np.nan)
-    wrong[[0, 1, 5]] = [1, 0, 1]  # 0, 1 targeted; 5 audited with pi 0.25
-    ledger = {"pending": {"targeted": [0, 1], "audit_pi": {5: 0.25},
-                          "top": {"hardness": [0, 1], "rm": [5, 6]}}}
+    wrong[[0, 1, 5, 6]] = [1, 0, 1, 1]  # 7 unanswered: it grades nothing
+    ledger = {"pending": {"audit_pi": {9: 0.25}, "probes": {"hardness": [0, 1], "rm": [5, 6, 7]}}}
     settled = settle_ledger(ledger, wrong)
-    assert settled["rankings"]["hardness"]["found"] == 1.0
-    # one wrong audit at pi 1/4 stands for 4, capped at the 2 pairs of the ranking's top
-    assert settled["rankings"]["rm"]["found"] == 2.0
-    assert settled["audit_pi"] == {5: 0.25} and settled["pending"] is None
-    name, why = choose_ranking({"hardness": {"found": 10, "asked": 40, "var": 0.0},
-                                "rm": {"found": 30, "asked": 40, "var": 16.0}}, ("hardness", "rm"), 1.0)
+    assert settled["rankings"]["hardness"] == {"found": 1, "asked": 2, "rounds": 1}
+    assert settled["rankings"]["rm"] == {"found": 2, "asked": 2, "rounds": 1}
+    assert settled["graded"] == [{"hardness": [1, 2], "rm": [2, 2]}]
+    assert settled["audit_pi"] == {9: 0.25} and settled["pending"] is None
+    back = remap_ledger(remap_ledger(ledger, {0: 100, 1: 101, 5: 105, 6: 106, 7: 107, 9: 109}),
+                        {100: 0, 101: 1, 105: 5, 106: 6, 107: 7, 109: 9})
+    assert back["pending"]["probes"] == {"hardness": [0, 1], "rm": [5, 6, 7]}
+    assert back["pending"]["audit_pi"] == {9: 0.25}
+
+
+def test_a_ranking_takes_the_batch_only_when_its_probes_win_round_after_round():
+    rounds = lambda rm_hits: [{"hardness": [1, 2], "rm": [h, 2]} for h in rm_hits]  # noqa: E731
+    name, why = choose_ranking({"graded": rounds([2, 2, 2, 2, 2, 2])}, ("hardness", "rm"), 1.0)
     assert name == "rm", why
-    name, _ = choose_ranking({"hardness": {"found": 10, "asked": 40, "var": 0.0},
-                              "rm": {"found": 14, "asked": 40, "var": 100.0}}, ("hardness", "rm"), 1.0)
-    assert name == "hardness"
-    back = remap_ledger(remap_ledger(ledger, {0: 100, 1: 101, 5: 105, 6: 106}), {100: 0, 101: 1, 105: 5, 106: 6})
-    assert back["pending"]["top"] == {"hardness": [0, 1], "rm": [5, 6]} and back["pending"]["audit_pi"] == {5: 0.25}
+    assert why["yields"]["rm"]["p_better"] > 0.9
+    # one lucky round is not enough, nor a tie, nor a ranking that loses
+    assert choose_ranking({"graded": rounds([2])}, ("hardness", "rm"), 1.0)[0] == "hardness"
+    assert choose_ranking({"graded": rounds([1, 1, 1, 1])}, ("hardness", "rm"), 1.0)[0] == "hardness"
+    name, why = choose_ranking({"graded": rounds([0, 0, 0, 0, 0])}, ("hardness", "rm"), 1.0)
+    assert name == "hardness" and why["yields"]["rm"]["p_better"] < 0.1
+    # a ranking not offered this round (its signal is constant) is never chosen
+    assert choose_ranking({"graded": rounds([2] * 6)}, ("hardness",), 1.0)[0] == "hardness"
+
+
+def test_paired_advantage_cancels_what_both_probes_share():
+    graded = [{"a": [2, 2], "b": [1, 2]}, {"a": [1, 2], "b": [0, 2]}, {"b": [1, 1]}]
+    mean, se, n = paired_advantage(graded, "a", "b")
+    assert n == 2 and mean == 0.5 and 0 < se < 0.5
+    assert paired_advantage(graded, "a", "missing") == (0.0, float("inf"), 0)
+
+
+

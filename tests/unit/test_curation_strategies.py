@@ -1,4 +1,4 @@
-"""The paper's strategy, the fused default and the baselines on synthetic pools.
+"""The paper's strategy, fused, adaptive and the baselines on synthetic pools.
 
 The pools are built so the right answers are known: every response has a feature vector, the
 true preference follows a linear reward on those features, the LLM label is wrong on a known
@@ -436,6 +436,10 @@ def _weak_rm_pool(n=400, seed=20):
     return pairs, ev, truth, wrong, (lambda: LinearFeatureRM(noise))
 
 
+def est_round0_is_hardness(plan) -> bool:
+    return plan.summary["ranking"]["chosen"] == "hardness"
+
+
 def test_adaptive_batch_draws_audits_with_known_probabilities():
     from rlthf_backend.core.curation.adaptive import AdaptiveConfig, plan_adaptive_round
 
@@ -448,31 +452,52 @@ def test_adaptive_batch_draws_audits_with_known_probabilities():
     pending = plan.ledger["pending"]
     assert sorted(pending["audit_pi"]) == sorted(audit.tolist())
     assert all(0 < v < 1 for v in pending["audit_pi"].values())
-    assert set(pending["top"]) >= {"hardness", "rm", "swap"}
-    assert pending["targeted"] == pending["top"]["hardness"]  # round 0: the incumbent
+    targeted = batch[~plan.audit[batch]]
+    assert "hardness" in pending["probes"] and len(pending["probes"]) == 2  # hardness and one challenger
+    for name, probe in pending["probes"].items():  # every ranking's probe is asked, before the rest
+        assert probe and set(probe) <= set(targeted.tolist()), name
+    assert est_round0_is_hardness(plan)
     assert wrong[batch[~plan.audit[batch]]].mean() > 2 * wrong.mean()
     est = plan.summary["expected_wrong_in_export"]
     assert est["low"] <= est["mean"] <= est["high"]
 
 
 def test_adaptive_grades_the_blind_rm_below_the_swap():
-    """With a reward model at chance, the ledger's HT grades put the RM ranking far below the
-    swap and hardness rankings (as the true yields are), and the batch never follows the RM."""
+    """With a reward model at chance, the probes grade the RM ranking below the swap and hardness
+    rankings (as their true yields are), and the batch never follows the RM."""
     from rlthf_backend.core.curation.adaptive import AdaptiveConfig, plan_adaptive_round
 
     pairs, ev, truth, wrong, factory = _weak_rm_pool()
     state = CurationState.initial(pairs, ev)
     chosen = []
-    for _ in range(5):
-        plan = plan_adaptive_round(state, factory, AdaptiveConfig(), human_batch_size=24, seed=0)
+    for _ in range(6):
+        plan = plan_adaptive_round(state, factory, AdaptiveConfig(probe_fraction=0.1), human_batch_size=30, seed=0)
         chosen.append(plan.summary["ranking"]["chosen"])
         state = answer(state, plan, truth)
     yields = plan.summary["ranking"]["yields"]
-    # one lucky audit of the RM's top (drawn with pi ~ 0.015) can inflate its HT grade, but its
-    # standard error says so, and the z-test keeps the batch on the rankings that deliver
     assert yields["swap"]["yield"] > 0.4 and yields["hardness"]["yield"] > 0.4
-    assert yields["rm"]["yield"] - yields["hardness"]["yield"] < yields["rm"]["se"]
+    assert yields["rm"]["yield"] < yields["hardness"]["yield"] and yields["rm"]["p_better"] < 0.5
     assert "rm" not in chosen
+
+
+def test_adaptive_fills_the_batch_from_a_ranking_whose_probes_keep_winning():
+    """A ledger whose rounds say the order swap's probes beat the hardness model's: the next batch
+    is the swap's top (its disagreements), with the hardness model's probe still asked."""
+    from dataclasses import replace
+
+    from rlthf_backend.core.curation.adaptive import AdaptiveConfig, plan_adaptive_round
+
+    pairs, ev, truth, wrong, factory = _weak_rm_pool()
+    ledger = {"graded": [{"hardness": [1, 3], "swap": [3, 3]}] * 5, "rankings": {}}
+    state = replace(CurationState.initial(pairs, ev), ledger=ledger)
+    plan = plan_adaptive_round(state, factory, AdaptiveConfig(probe_fraction=0.1), human_batch_size=30, seed=0)
+    assert plan.summary["ranking"]["chosen"] == "swap", plan.summary["ranking"]
+    probes = plan.ledger["pending"]["probes"]
+    batch = plan.human_batch
+    targeted = batch[~plan.audit[batch]]
+    own = np.setdiff1d(targeted, np.concatenate([v for k, v in probes.items() if k != "swap"]))
+    assert ev.swap_disagrees[own].all()
+    assert set(probes["hardness"]) <= set(targeted.tolist())
 
 
 def test_adaptive_replays_in_the_engine_loop_and_estimates_with_an_interval():
@@ -496,3 +521,22 @@ def test_adaptive_replays_in_the_engine_loop_and_estimates_with_an_interval():
     flipped = export & final.flipped
     if flipped.any():
         assert np.mean(final.label_a_preferred[flipped] == truth[flipped]) > 0.5
+
+
+def test_fused_states_the_wrong_labels_left_with_an_interval_and_its_basis():
+    pairs, ev, truth, wrong, factory = synthetic_pool(n=300, seed=14)
+    state = CurationState.initial(pairs, ev)
+    for scope in ("flip_candidates", "pool"):
+        cfg = FusedConfig(audit_scope=scope, audit_fraction=0.3)
+        s = state
+        for _ in range(3):
+            plan = plan_fused_round(s, factory, cfg, human_batch_size=20, seed=3)
+            s = answer(s, plan, truth)
+        final = plan_fused_round(s, factory, cfg, human_batch_size=20, seed=3)
+        est = final.summary["expected_wrong_in_export"]
+        assert est["low"] <= est["mean"] <= est["high"] and est["level"] == 0.9
+        if scope == "pool":  # uniform audits sample the export: they calibrate the model
+            assert est["audits"] == int(s.audited.sum()) > 0 and "audits drawn at random" in est["basis"]
+        else:  # flip-candidate audits do not: the model's sum, said plainly
+            assert est["audits"] == 0 and "alone" in est["basis"]
+            assert est["mean"] == pytest.approx(final.summary["expected_wrong_in_export_model"])

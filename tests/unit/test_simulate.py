@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rlthf_backend.core.curation import DEFAULT_STRATEGY
 from rlthf_backend.core.simulate.data import detect_format, load_pool, pick_judge, split_transcript
 from rlthf_backend.core.simulate.replay import split_pool
 from rlthf_backend.app.settings import Settings
@@ -109,10 +110,10 @@ def test_simulate_on_a_slice_of_the_real_file(tmp_path):
         echo=lines.append, quiet=True,
     )
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["engine"]["strategy"] == "fused" and saved["pool_size"] == 120
+    assert saved["engine"]["strategy"] == DEFAULT_STRATEGY and saved["pool_size"] == 120
     assert (tmp_path / "all_pairs_accuracy.png").stat().st_size > 1000
     results = saved["results"]
-    assert set(results) == {"llm_only", "random", "oracle", "paper", "swap_first", "fused"}
+    assert set(results) == {"llm_only", "random", "oracle", "paper", "swap_first", "fused", "adaptive"}
     for strategy, by_budget in results.items():
         assert set(by_budget) == {"5", "10"}
         for r in by_budget.values():

@@ -1,29 +1,25 @@
 """The adaptive strategy: each project learns, from its own answers, which evidence ranks its LLM
-mistakes best, and every audit is both a likely fix and a probability sample.
+mistakes best, and a few audits drawn with known probabilities say how many wrong labels are left.
 
 One round:
 
 1. **Evidence** as in :mod:`.fused`: cross-fitted RM margins and the hardness model P(LLM label
    wrong | evidence) fitted on every answer so far.
-2. **Settle the last round's ledger.** The last batch was drawn with known inclusion probabilities:
-   its targeted pairs with probability 1, its audits with ``pi_i`` (below). For every candidate
-   ranking (:data:`RANKINGS`: the hardness model, the RM margin as ``paper`` uses it, the order
-   swap, the judge's own doubt, the panel) the number of wrong LLM labels among *its* top pairs of
-   that round is then estimated without bias by Horvitz-Thompson (:func:`~.estimate.ht_total`):
-   its top pairs that were targeted count as answered, those that were audited count ``1 / pi``,
-   the rest 0. Summed over rounds: each ranking's yield (wrong labels found per human label), with
-   a variance.
-3. **The targeted part of the batch** (all but ``audit_fraction``) is the top of the ranking with
-   the best estimated yield, if it beats the hardness ranking (the incumbent, which already
-   weighs every signal by how well it predicted this project's answers) by ``switch_z`` standard
-   errors; otherwise the hardness ranking's top. Ties within a discrete signal (swap, panel) are
-   broken by hardness.
-4. **Audits** (``audit_fraction`` of the batch, every round): a systematic PPS sample of the
-   other unlabelled pairs with size ``max(P(wrong), audit_floor x mean P(wrong))``, times one
-   plus the number of other rankings whose top holds the pair (:func:`draw_audits`), so
-   likely-wrong pairs and the pairs that grade the other rankings are likely audited, and every
-   pair has a chance. The inclusion
-   probabilities are kept in the ledger.
+2. **Grade the last round's probes.** The candidate rankings (:data:`RANKINGS`: the hardness
+   model, the RM margin as ``paper`` uses it, the order swap, the judge's own doubt, the panel)
+   probed last round had their top ``probe`` pairs in the batch, so how many of them people found
+   wrong is known exactly (:func:`settle_ledger`).
+3. **Choose the ranking that fills the batch.** The hardness ranking (the incumbent, which
+   already weighs every signal by how well it predicted this project's answers) unless another
+   ranking's probes beat it, round by round, by ``switch_z`` standard errors
+   (:func:`choose_ranking`, :func:`paired_advantage`). The targeted part of the batch is the
+   probes (asked first) of the chosen ranking, of hardness and of one other ranking drawn by
+   Thompson sampling (:func:`challenger_to_probe`), filled up from the chosen ranking's top. Ties
+   within a discrete signal (swap, panel) are broken by hardness.
+4. **Audits** (``audit_fraction`` of the batch): a systematic PPS sample of the other unlabelled
+   pairs with size ``max(P(wrong), audit_floor x mean P(wrong))`` (:func:`draw_audits`): each audit
+   is a likely fix and, weighted by ``1 / pi``, an unbiased sample of what is left. The
+   inclusion probabilities are kept in the ledger.
 5. **Regions, flips and drops** as in :mod:`.fused`, but the flip region's audited error rate is
    the Hajek (1/pi-weighted) rate at its Kish effective count, over the audits no more suspect
    than the region's current pairs, so flips need audited evidence that pairs like them are
@@ -42,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from math import erf
 from typing import Any
 
 import numpy as np
@@ -50,8 +47,6 @@ from rlthf_backend.core.curation.estimate import (
     WrongEstimate,
     beta_tail_above_half,
     hajek_rate,
-    ht_total,
-    ht_variance,
     kish_effective_n,
     pps_inclusion_probabilities,
     stratified_wrong_estimate,
@@ -88,18 +83,22 @@ class AdaptiveConfig:
     """Knobs of the adaptive strategy (each documented once, in its ``help``); the evidence,
     regions, flip and stop knobs it shares with the fused strategy come from ``fused``."""
 
-    audit_fraction: float = field(default=0.15, metadata={"help": (
+    audit_fraction: float = field(default=0.05, metadata={"help": (
         "Share of every human batch drawn as audits: probability proportional to P(LLM wrong) (floored), "
-        "with the probabilities kept, so each audit is a likely fix and an unbiased sample; they grade every "
-        "candidate ranking and estimate the wrong labels left.")})
+        "with the probabilities kept, so each audit is a likely fix and an unbiased sample of what is left; "
+        "they estimate the wrong labels left in the export and confirm flips.")})
     audit_floor: float = field(default=1.0, metadata={"help": (
         "Smallest audit size measure, as a share of the mean P(LLM wrong) of the pairs audits are drawn from: "
         "every pair keeps a chance of at least this share of an average pair's (1: pairs below the mean are "
         "drawn uniformly, where most of the export and most of its wrong labels are; the 1/pi weights then "
         "vary only as far as P(wrong) rises above its mean).")})
+    probe_fraction: float = field(default=0.05, metadata={"help": (
+        "Share of the targeted batch given to a ranking's own top pairs (at least one pair): its probe, graded "
+        "exactly by the answers. Every round probes the chosen ranking, hardness and one other (drawn by "
+        "Thompson sampling): how the project learns which evidence ranks its LLM mistakes best.")})
     switch_z: float = field(default=1.0, metadata={"help": (
-        "Standard errors by which another ranking's estimated yield must beat the hardness model's before "
-        "it fills the targeted batch.")})
+        "Standard errors by which another ranking's probes must beat the hardness model's, round by round, "
+        "before that ranking fills the targeted batch.")})
     rankings: tuple[str, ...] = field(default=RANKINGS, metadata={"help": (
         "Candidate rankings of the LLM's likely mistakes: hardness, rm, swap, judge, panel "
         "(core/curation/adaptive.py RANKINGS).")})
@@ -129,60 +128,99 @@ def _pair_dict(d: Mapping | None) -> dict[int, float]:
 
 
 def settle_ledger(ledger: Mapping[str, Any] | None, wrong: np.ndarray) -> dict[str, Any]:
-    """The ledger with the last round's pending batch graded.
+    """The ledger with the last round's probes graded.
 
     ``wrong``: per pair 1.0 where a person contradicted the LLM label, 0.0 where they agreed, NaN
-    without a decisive answer (a tie or no answer counts as no wrong label found). For each
-    ranking of the pending entry: found += HT total of wrong labels in its top pairs (targeted
-    pairs pi = 1, audits their pi, others unsampled), capped at the number of those pairs;
-    var += their Poisson-HT variance; asked += its top size. Returns a new dict (the input is not changed)."""
+    without a decisive answer. The pending entry names, per ranking, its probe: its top pairs of
+    that round, every one of them in the batch, so each is graded exactly (no sampling weight).
+    Per ranking the round adds ``[wrong found, probes answered]`` to ``graded`` (one dict per
+    round, so rankings can be compared on the same rounds) and to its running ``found`` /
+    ``asked``. The audits' inclusion probabilities move from the pending entry to ``audit_pi``.
+    Returns a new dict (the input is not changed)."""
     ledger = dict(ledger or {})
     audit_pi = _pair_dict(ledger.get("audit_pi"))
     rankings = {k: dict(v) for k, v in (ledger.get("rankings") or {}).items()}
+    graded = [dict(g) for g in ledger.get("graded") or []]
     pending = ledger.get("pending")
     if pending:
-        targeted = {int(i) for i in pending.get("targeted", ())}
-        pend_pi = _pair_dict(pending.get("audit_pi"))
-        y = np.nan_to_num(np.asarray(wrong, float), nan=0.0)
-        for name, top in (pending.get("top") or {}).items():
-            ys, pis = [], []
-            for i in map(int, top):
-                if i in targeted:
-                    ys.append(y[i]), pis.append(1.0)
-                elif i in pend_pi:
-                    ys.append(y[i]), pis.append(pend_pi[i])
-            rec = rankings.setdefault(name, {"found": 0.0, "var": 0.0, "asked": 0, "rounds": 0})
-            rec["found"] += min(ht_total(ys, pis), float(len(top)))  # never more than the pairs there
-            rec["var"] += ht_variance(ys, pis)
-            rec["asked"] += len(top)
+        y = np.asarray(wrong, float)
+        this_round = {}
+        for name, probe in (pending.get("probes") or {}).items():
+            answers = y[[int(i) for i in probe]] if len(probe) else np.zeros(0)
+            answers = answers[np.isfinite(answers)]
+            found, asked = int(answers.sum()), int(len(answers))
+            if asked == 0:
+                continue
+            this_round[name] = [found, asked]
+            rec = rankings.setdefault(name, {"found": 0, "asked": 0, "rounds": 0})
+            rec["found"] += found
+            rec["asked"] += asked
             rec["rounds"] += 1
-        audit_pi.update(pend_pi)
-    return {"audit_pi": audit_pi, "rankings": rankings, "pending": None, "chosen": list(ledger.get("chosen") or [])}
+        if this_round:
+            graded.append(this_round)
+        audit_pi.update(_pair_dict(pending.get("audit_pi")))
+    return {"audit_pi": audit_pi, "rankings": rankings, "graded": graded, "pending": None,
+            "chosen": list(ledger.get("chosen") or [])}
 
 
-def choose_ranking(rankings: Mapping[str, Mapping[str, float]], offered: tuple[str, ...],
-                   switch_z: float) -> tuple[str, dict[str, Any]]:
-    """The ranking to fill the targeted batch: the offered one with the best estimated yield
-    (found / asked) if it beats ``hardness`` by ``switch_z`` standard errors (variances added,
-    which overstates the difference's when the two top sets overlap: a conservative test),
-    else ``hardness``. Returns the name and the figures behind the choice."""
-    yields = {}
+def paired_advantage(graded: list[Mapping[str, list]], challenger: str, incumbent: str,
+                     prior_variance: float = 0.25) -> tuple[float, float, int]:
+    """How much more often ``challenger``'s probes found a wrong label than ``incumbent``'s, over
+    the rounds both were graded: (mean per-round difference of their hit rates, its standard
+    error, rounds). Pairs in both probes count for both, so they cancel: the comparison rests on
+    where the rankings differ. The variance carries ``prior_variance`` as one pseudo-round (the
+    largest a difference of two rates in [0, 1] can have a quarter of), so two lucky rounds
+    never read as certainty."""
+    d = np.array([g[challenger][0] / g[challenger][1] - g[incumbent][0] / g[incumbent][1]
+                  for g in graded if challenger in g and incumbent in g])
+    if len(d) == 0:
+        return 0.0, float("inf"), 0
+    var = (float(np.sum((d - d.mean()) ** 2)) + prior_variance) / len(d)
+    return float(d.mean()), float(np.sqrt(var / len(d))), len(d)
+
+
+def choose_ranking(ledger: Mapping[str, Any], offered: tuple[str, ...], switch_z: float,
+                   min_rounds: int = 2) -> tuple[str, dict[str, Any]]:
+    """The ranking to fill the targeted batch: the offered one whose probes beat ``hardness``'s
+    (the incumbent, which already weighs every signal by how well it predicted this project's
+    answers) by the largest paired margin, if that margin exceeds ``switch_z`` standard errors
+    over at least ``min_rounds`` shared rounds (:func:`paired_advantage`); else ``hardness``.
+    Returns the name and the figures behind the choice, with per ranking ``p_better``: the normal
+    approximation of P(it beats hardness)."""
+    graded = ledger.get("graded") or []
+    rankings = ledger.get("rankings") or {}
+    yields = {name: {"yield": rec["found"] / rec["asked"], "found": rec["found"], "asked": rec["asked"],
+                     "rounds": rec.get("rounds", 0)}
+              for name, rec in rankings.items() if name in offered and rec.get("asked", 0) > 0}
+    best, best_margin, why = "hardness", 0.0, "no ranking graded above hardness yet"
     for name in offered:
-        rec = rankings.get(name)
-        if rec and rec.get("asked", 0) > 0:
-            yields[name] = {"yield": rec["found"] / rec["asked"], "se": float(np.sqrt(rec["var"])) / rec["asked"],
-                            "asked": rec["asked"], "rounds": rec.get("rounds", 0)}
-    base = yields.get("hardness")
-    if base is None or len(yields) < 2:
-        return "hardness", {"yields": yields, "reason": "no graded rounds yet"}
-    best = max(yields, key=lambda k: (yields[k]["yield"], k == "hardness"))
-    margin = yields[best]["yield"] - base["yield"]
-    se = float(np.hypot(yields[best]["se"], base["se"]))
-    if best != "hardness" and margin > switch_z * se:
-        why = f"{best} beats hardness by {margin:.3f} (> {switch_z:g} x se {se:.3f})"
-        return best, {"yields": yields, "reason": why}
-    why = f"best {best}, margin {margin:.3f} within {switch_z:g} x se {se:.3f}"
-    return "hardness", {"yields": yields, "reason": why}
+        if name == "hardness":
+            continue
+        mean, se, rounds = paired_advantage(graded, name, "hardness")
+        entry = yields.setdefault(name, {"yield": float("nan"), "found": 0, "asked": 0, "rounds": 0})
+        entry.update(advantage=mean, se=se, shared_rounds=rounds,
+                     p_better=0.5 if not np.isfinite(se) else float(0.5 * (1 + erf(mean / se / np.sqrt(2)))))
+        if rounds >= min_rounds and mean > switch_z * se and mean > best_margin:
+            best, best_margin = name, mean
+            why = f"{name} found {mean:+.3f} more wrong labels per probe than hardness (> {switch_z:g} x se {se:.3f})"
+    return best, {"yields": yields, "reason": why}
+
+
+def challenger_to_probe(why: Mapping[str, Any], offered: tuple[str, ...], chosen: str,
+                        rng: np.random.Generator) -> str | None:
+    """The one other ranking probed this round beside the chosen one and hardness: the offered
+    ranking with the largest draw from N(advantage over hardness, se) (Thompson sampling; an
+    ungraded ranking draws from N(0, 1)), so the promising ones are probed often, the beaten ones
+    rarely but never never, and a round costs at most one probe of a likely worse ranking."""
+    others = [name for name in offered if name not in (chosen, "hardness")]
+    if not others:
+        return None
+    draws = {}
+    for name in others:
+        info = why["yields"].get(name, {})
+        se = info.get("se", float("inf"))
+        draws[name] = rng.normal(info.get("advantage", 0.0), se if np.isfinite(se) else 1.0)
+    return max(draws, key=draws.get)
 
 
 def remap_ledger(ledger: Mapping[str, Any] | None, mapping: Mapping[int, int]) -> dict[str, Any]:
@@ -198,11 +236,11 @@ def remap_ledger(ledger: Mapping[str, Any] | None, mapping: Mapping[int, int]) -
         return {mapping[int(i)]: float(v) for i, v in (d or {}).items() if int(i) in mapping}
 
     out = {"audit_pi": pis(ledger.get("audit_pi")), "rankings": ledger.get("rankings") or {},
-           "chosen": list(ledger.get("chosen") or []), "pending": None}
+           "graded": list(ledger.get("graded") or []), "chosen": list(ledger.get("chosen") or []), "pending": None}
     pending = ledger.get("pending")
     if pending:
-        out["pending"] = {"targeted": ids(pending.get("targeted", ())), "audit_pi": pis(pending.get("audit_pi")),
-                          "top": {k: ids(v) for k, v in (pending.get("top") or {}).items()}}
+        out["pending"] = {"audit_pi": pis(pending.get("audit_pi")),
+                          "probes": {k: ids(v) for k, v in (pending.get("probes") or {}).items()}}
     return out
 
 
@@ -242,10 +280,10 @@ def candidate_scores(fit: _HardnessFit, evidence, offered: tuple[str, ...]) -> d
     return out
 
 
-def top_of(score: np.ndarray, cand: np.ndarray, n: int, shuffle: np.ndarray) -> np.ndarray:
-    """The ``n`` candidates with the largest ``score``, ties in the seeded order ``shuffle``."""
+def ranked(score: np.ndarray, cand: np.ndarray, shuffle: np.ndarray) -> np.ndarray:
+    """``cand`` by ``score``, largest first, ties in the seeded order ``shuffle``."""
     ordered = cand[shuffle]
-    return ordered[np.argsort(-score[ordered], kind="stable")][:n]
+    return ordered[np.argsort(-score[ordered], kind="stable")]
 
 
 def audit_count(fraction: float, batch: int, rng: np.random.Generator) -> int:
@@ -258,18 +296,44 @@ def audit_count(fraction: float, batch: int, rng: np.random.Generator) -> int:
     return int(min(batch, max(1, whole + int(rng.random() < expected - whole))))
 
 
+def probe_size(fraction: float, slots: int, rankings: int) -> int:
+    """Pairs of each ranking's top asked every round: ``fraction`` of the ``slots`` for targeted
+    pairs, at least one, and no more than lets every one of ``rankings`` have its probe (0 with a
+    single ranking, or no room for one pair each)."""
+    if rankings < 2 or fraction <= 0:
+        return 0
+    return min(max(1, int(round(fraction * slots))), slots // rankings)
+
+
+def targeted_batch(orders: dict[str, np.ndarray], chosen: str, slots: int, probe: int
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The targeted part of a batch: the top ``probe`` pairs of every ranking in ``orders`` (its
+    probe, asked first, rankings taking turns, so a person who stops early still grades them),
+    filled up to ``slots`` from the ``chosen`` ranking's order. Returns the pairs in asking order
+    and each ranking's probe."""
+    probes = {name: order[:probe] for name, order in orders.items()}
+    names = [chosen, *(n for n in orders if n != chosen)]
+    picked: dict[int, None] = {}
+    for k in range(probe):
+        for name in names:
+            if k < len(probes[name]):
+                picked.setdefault(int(probes[name][k]), None)
+    for i in orders[chosen]:
+        if len(picked) >= slots:
+            break
+        picked.setdefault(int(i), None)
+    return np.fromiter(picked, int, len(picked)), probes
+
+
 def draw_audits(rest: np.ndarray, p_wrong: np.ndarray, n_audit: int, floor: float,
-                rng: np.random.Generator, challengers: dict[str, np.ndarray] | None = None,
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """``n_audit`` audits among ``rest`` by systematic PPS with size ``max(p, floor x mean p)``
-    times ``1 + c_i``, ``c_i`` the number of ``challengers`` (the other rankings' top pairs) that
-    would ask pair i: the pairs whose answers grade the other rankings are audited more often.
-    Returns (audited indices, their inclusion probabilities)."""
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n_audit`` audits among ``rest`` by systematic PPS with size ``max(p, floor x mean p)``:
+    likely-wrong pairs are likely audited and every pair keeps a chance. Returns (audited
+    indices, their inclusion probabilities)."""
     if n_audit <= 0 or len(rest) == 0:
         return np.zeros(0, int), np.zeros(0)
     p = np.clip(p_wrong[rest], 1e-6, 1.0)
     size = np.maximum(p, max(floor * p.mean(), 1e-6))
-    size = size * (1.0 + sum(np.isin(rest, top) for top in (challengers or {}).values()))
     pi = pps_inclusion_probabilities(size, n_audit)
     picked = systematic_pps_sample(pi, rng)
     return rest[picked], pi[picked]
@@ -362,20 +426,22 @@ def plan_adaptive_round(
                         "p_wrong": fit.p_wrong})
 
     scores = candidate_scores(fit, state.evidence, cfg.rankings)
-    chosen, why = choose_ranking(ledger["rankings"], tuple(scores), cfg.switch_z)
+    chosen, why = choose_ranking(ledger, tuple(scores), cfg.switch_z)
     cand = np.flatnonzero(~state.labelled)
     b = max(0, min(int(human_batch_size), len(cand)))
     rng = np.random.default_rng([seed, r, 5])
     n_audit = audit_count(cfg.audit_fraction, b, rng)
     shuffle = rng.permutation(len(cand))
-    tops = {name: top_of(s, cand, b - n_audit, shuffle) for name, s in scores.items()}
-    targeted = tops[chosen]
-    challengers = {k: v for k, v in tops.items() if k != chosen}
-    audit, pi = draw_audits(np.setdiff1d(cand, targeted), fit.p_wrong, n_audit, cfg.audit_floor, rng, challengers)
+    challenger = challenger_to_probe(why, tuple(scores), chosen, rng)
+    orders = {name: ranked(s, cand, shuffle) for name, s in scores.items()
+              if name in (chosen, "hardness", challenger)}
+    probe = probe_size(cfg.probe_fraction, b - n_audit, len(orders))
+    targeted, probes = targeted_batch(orders, chosen, b - n_audit, probe)
+    audit, pi = draw_audits(np.setdiff1d(cand, targeted), fit.p_wrong, n_audit, cfg.audit_floor, rng)
     order, is_audit = _interleave(targeted, audit)
     assign_human_batch(plan, order, is_audit)
     plan.note("batch", {"round": r, "offered": list(scores), "ranking": chosen, "why": why["reason"]},
-              {"targeted": len(targeted), "audits": len(audit)})
+              {"targeted": len(targeted), "probe_per_ranking": probe, "audits": len(audit)})
 
     p_placed = _placed_p(fit, fc, seed, r)
     unchecked = np.setdiff1d(cand, order)
@@ -404,7 +470,11 @@ def plan_adaptive_round(
         "audited_error_ci95": wilson_interval(int(round(n_eff * rate)) if n_eff else 0, int(round(n_eff))),
         "expected_wrong_in_export_model": float(p_export_wrong[export_unchecked].sum()),
         "expected_wrong_in_export_audit": est.mean,
-        "expected_wrong_in_export": {"mean": est.mean, "low": est.low, "high": est.high, "level": est.level},
+        "expected_wrong_in_export": {"mean": est.mean, "low": est.low, "high": est.high, "level": est.level,
+                                     "audits": int(len(audited)),
+                                     "basis": (f"hardness model calibrated by {len(audited)} audits drawn with known "
+                                               f"probabilities" if len(audited) else
+                                               "hardness model alone (no audits yet)")},
         "wrong_estimate_strata": est.strata,
         "expected_yield_next_batch": expected_yield,
         "ask_queue": ask_queue,
@@ -417,7 +487,6 @@ def plan_adaptive_round(
         plan.stop_reason = (f"next batch expected to fix {expected_yield:.2f} wrong labels per human label "
                             f"(audit-calibrated; < stop_min_yield {fc.stop_min_yield})")
     plan.ledger = {**ledger, "chosen": ledger["chosen"] + [chosen],
-                   "pending": {"targeted": [int(i) for i in targeted],
-                               "audit_pi": {int(i): float(v) for i, v in zip(audit, pi)},
-                               "top": {k: [int(i) for i in v] for k, v in tops.items()}}}
+                   "pending": {"audit_pi": {int(i): float(v) for i, v in zip(audit, pi)},
+                               "probes": {k: [int(i) for i in v] for k, v in probes.items()}}}
     return plan

@@ -24,8 +24,8 @@ One round:
    ``trusted`` p < ``drop_threshold``; ``suspect`` drop_threshold <= p <= 0.5; ``flip_candidate``
    p > 0.5. The error rate of each region is estimated from the audited pairs falling in it
    (placed by out-of-fold P(wrong), so the hardness model never grades its own training data).
-   A flip-candidate region is flipped only if the audit says its error rate is above 50% with
-   posterior probability >= ``flip_confidence`` (Beta(1, 1) prior, at least
+   A flip-candidate region is flipped only if the audits as mild as its current pairs say its
+   error rate is above 50% with posterior probability >= ``flip_confidence`` (Beta(1, 1) prior, at least
    ``min_audit_for_flip`` audited pairs); otherwise it is treated as suspect.
    Suspects follow ``suspect_policy``: ``drop`` (leave out of export and RM training), ``flip``,
    ``keep``, or ``ask`` (leave out until a person answers; listed in ``summary["ask_queue"]``).
@@ -44,6 +44,7 @@ from typing import Literal
 
 import numpy as np
 
+from rlthf_backend.core.curation.estimate import stratified_wrong_estimate
 from rlthf_backend.core.curation.hardness import (
     FEATURES,
     PRIOR_WEIGHTS,
@@ -247,6 +248,7 @@ class _Regions:
     members: dict[str, np.ndarray]
     stats: dict[str, dict]
     flip_confirmed: bool
+    placed: np.ndarray | None = None
 
 
 def _audit_regions(fit: _HardnessFit, unchecked: np.ndarray, cfg: FusedConfig, seed: int, round_index: int) -> _Regions:
@@ -265,6 +267,10 @@ def _audit_regions(fit: _HardnessFit, unchecked: np.ndarray, cfg: FusedConfig, s
     stats = {}
     for name in REGIONS:
         in_region = fit.audited & (region_placed == name)
+        if name == "flip_candidate" and len(members[name]):
+            # only audits as mild as the pairs a flip would touch now: earlier audits of the hardest
+            # pairs say little about the milder ones the targeted batches left behind
+            in_region &= p_placed <= fit.p_wrong[members[name]].max()
         k, m = int(fit.known[in_region].sum()), int(in_region.sum())
         stats[name] = {
             "pairs": len(members[name]),
@@ -277,7 +283,7 @@ def _audit_regions(fit: _HardnessFit, unchecked: np.ndarray, cfg: FusedConfig, s
         }
     fc = stats["flip_candidate"]
     flip_confirmed = fc["audited"] >= cfg.min_audit_for_flip and fc["p_error_above_half"] >= cfg.flip_confidence
-    return _Regions(members, stats, flip_confirmed)
+    return _Regions(members, stats, flip_confirmed, p_placed)
 
 
 def _apply_regions(
@@ -338,8 +344,10 @@ def _summarise_round(
     p_export_wrong = np.where(plan.flipped, 1 - p_wrong, p_wrong)
     next_batch = np.sort(p_wrong[remaining])[::-1][: max(batch, 1)]
     expected_yield = float(next_batch.mean()) if len(next_batch) else 0.0
+    estimate = _wrong_left(plan, fit, regions, exported_unchecked, cfg, state.round_index)
     plan.summary = {
         "hardness_model": fit.model.as_dict(),
+        "expected_wrong_in_export": estimate,
         "regions": regions.stats,
         "flip_confirmed": bool(regions.flip_confirmed),
         "audited_pairs": fit.audit_total,
@@ -397,6 +405,25 @@ def plan_fused_round(
     # the yield of the next batch is read off the pairs this batch left unchecked
     _summarise_round(plan, state, fit, regions, unchecked, b, ask_queue, cfg)
     return plan
+
+
+def _wrong_left(plan: RoundPlan, fit: _HardnessFit, regions: _Regions, exported_unchecked: np.ndarray,
+                cfg: FusedConfig, round_index: int) -> dict:
+    """Wrong labels expected among the exported pairs without a human answer, with a 90% interval
+    and what it rests on (:func:`~.estimate.stratified_wrong_estimate`). Audits drawn from the
+    whole pool (``audit_scope`` "pool") are a uniform sample of what is exported and calibrate the
+    model; flip-candidate audits are not (they sample only the region a flip would touch), so
+    with them the estimate is the hardness model's alone, its interval as wide as a model
+    rate worth ``prior_strength`` labels allows."""
+    audited = np.flatnonzero(fit.audited) if cfg.audit_scope == "pool" else np.zeros(0, int)
+    placed = regions.placed if regions.placed is not None else fit.p_wrong
+    est = stratified_wrong_estimate(
+        fit.p_wrong[exported_unchecked], plan.flipped[exported_unchecked], placed[audited], fit.known[audited],
+        np.full(len(audited), np.nan), prior_strength=8.0, seed=round_index)
+    basis = (f"hardness model calibrated by {len(audited)} audits drawn at random from the pool" if len(audited)
+             else "hardness model alone (no audit samples the exported pairs)")
+    return {"mean": est.mean, "low": est.low, "high": est.high, "level": est.level, "audits": int(len(audited)),
+            "basis": basis}
 
 
 def _audit_based_wrong(region_stats: dict, plan: RoundPlan, regions: dict) -> float:
