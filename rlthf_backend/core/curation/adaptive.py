@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from rlthf_backend.core.curation.estimate import (
+    MODEL_RATE_LABELS,
     WrongEstimate,
     beta_tail_above_half,
     hajek_rate,
@@ -108,7 +109,7 @@ class AdaptiveConfig:
         "Audited pairs per P(wrong) stratum of the wrong-label estimate (fewer audits: fewer strata).")})
     max_strata: int = field(default=4, metadata={"help": (
         "Most P(wrong) strata of the wrong-label estimate.")})
-    prior_strength: float = field(default=8.0, metadata={"help": (
+    prior_strength: float = field(default=MODEL_RATE_LABELS, metadata={"help": (
         "Pseudo-labels of the hardness model's own rate in each stratum of the wrong-label estimate: the "
         "audits outweigh the model once a stratum holds more than this many effective audits (with fewer, a "
         "single heavily weighted answer would swing the estimate from nothing to several times the truth).")})

@@ -154,6 +154,13 @@ class WrongEstimate:
         return {"mean": self.mean, "low": self.low, "high": self.high, "level": self.level, "strata": self.strata}
 
 
+#: Pseudo-labels the hardness model's own rate is worth in the engine's estimate of the wrong labels
+#: left (the Beta prior of :func:`stratified_wrong_estimate`): with fewer audits than this a stratum
+#: leans on the model, since a single heavily weighted answer would swing it from nothing to
+#: several times the truth.
+MODEL_RATE_LABELS = 8.0
+
+
 def stratum_edges(placed_p: np.ndarray, n_strata: int) -> np.ndarray:
     """Inner cut points of ``n_strata`` strata of P(wrong) holding about equal numbers of the
     audited pairs' ``placed_p`` (cuts depend on where audits fell, never on their answers)."""

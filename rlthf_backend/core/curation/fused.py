@@ -44,7 +44,7 @@ from typing import Literal
 
 import numpy as np
 
-from rlthf_backend.core.curation.estimate import stratified_wrong_estimate
+from rlthf_backend.core.curation.estimate import MODEL_RATE_LABELS, stratified_wrong_estimate
 from rlthf_backend.core.curation.hardness import (
     FEATURES,
     PRIOR_WEIGHTS,
@@ -414,12 +414,12 @@ def _wrong_left(plan: RoundPlan, fit: _HardnessFit, regions: _Regions, exported_
     whole pool (``audit_scope`` "pool") are a uniform sample of what is exported and calibrate the
     model; flip-candidate audits are not (they sample only the region a flip would touch), so
     with them the estimate is the hardness model's alone, its interval as wide as a model
-    rate worth ``prior_strength`` labels allows."""
+    rate worth :data:`~.estimate.MODEL_RATE_LABELS` labels allows."""
     audited = np.flatnonzero(fit.audited) if cfg.audit_scope == "pool" else np.zeros(0, int)
     placed = regions.placed if regions.placed is not None else fit.p_wrong
     est = stratified_wrong_estimate(
         fit.p_wrong[exported_unchecked], plan.flipped[exported_unchecked], placed[audited], fit.known[audited],
-        np.full(len(audited), np.nan), prior_strength=8.0, seed=round_index)
+        np.full(len(audited), np.nan), prior_strength=MODEL_RATE_LABELS, seed=round_index)
     basis = (f"hardness model calibrated by {len(audited)} audits drawn at random from the pool" if len(audited)
              else "hardness model alone (no audit samples the exported pairs)")
     return {"mean": est.mean, "low": est.low, "high": est.high, "level": est.level, "audits": int(len(audited)),
