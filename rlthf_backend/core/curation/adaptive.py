@@ -169,9 +169,9 @@ def paired_advantage(graded: list[Mapping[str, list]], challenger: str, incumben
     """How much more often ``challenger``'s probes found a wrong label than ``incumbent``'s, over
     the rounds both were graded: (mean per-round difference of their hit rates, its standard
     error, rounds). Pairs in both probes count for both, so they cancel: the comparison rests on
-    where the rankings differ. The variance carries ``prior_variance`` as one pseudo-round (the
-    largest a difference of two rates in [0, 1] can have a quarter of), so two lucky rounds
-    never read as certainty."""
+    where the rankings differ. The variance carries ``prior_variance`` as one pseudo-round (a
+    quarter: a single hit rate's variance at one half), so two lucky rounds never read as
+    certainty."""
     d = np.array([g[challenger][0] / g[challenger][1] - g[incumbent][0] / g[incumbent][1]
                   for g in graded if challenger in g and incumbent in g])
     if len(d) == 0:
@@ -211,8 +211,8 @@ def challenger_to_probe(why: Mapping[str, Any], offered: tuple[str, ...], chosen
                         rng: np.random.Generator) -> str | None:
     """The one other ranking probed this round beside the chosen one and hardness: the offered
     ranking with the largest draw from N(advantage over hardness, se) (Thompson sampling; an
-    ungraded ranking draws from N(0, 1)), so the promising ones are probed often, the beaten ones
-    rarely but never never, and a round costs at most one probe of a likely worse ranking."""
+    ungraded ranking draws from N(0, 1)), so the promising ones are probed often and the beaten ones
+    rarely but still now and then, and a round costs at most one probe of a likely worse ranking."""
     others = [name for name in offered if name not in (chosen, "hardness")]
     if not others:
         return None
