@@ -436,10 +436,6 @@ def _weak_rm_pool(n=400, seed=20):
     return pairs, ev, truth, wrong, (lambda: LinearFeatureRM(noise))
 
 
-def est_round0_is_hardness(plan) -> bool:
-    return plan.summary["ranking"]["chosen"] == "hardness"
-
-
 def test_adaptive_batch_draws_audits_with_known_probabilities():
     from rlthf_backend.core.curation.adaptive import AdaptiveConfig, plan_adaptive_round
 
@@ -456,7 +452,7 @@ def test_adaptive_batch_draws_audits_with_known_probabilities():
     assert "hardness" in pending["probes"] and len(pending["probes"]) == 2  # hardness and one challenger
     for name, probe in pending["probes"].items():  # every ranking's probe is asked, before the rest
         assert probe and set(probe) <= set(targeted.tolist()), name
-    assert est_round0_is_hardness(plan)
+    assert plan.summary["ranking"]["chosen"] == "hardness"  # round 0: the incumbent
     assert wrong[batch[~plan.audit[batch]]].mean() > 2 * wrong.mean()
     est = plan.summary["expected_wrong_in_export"]
     assert est["low"] <= est["mean"] <= est["high"]

@@ -62,10 +62,12 @@ from rlthf_backend.core.curation.fused import (
     _interleave,
     _Regions,
     _set_labels_and_weights,
+    placed_p_wrong,
+    round_at_random,
     region_of,
     wilson_interval,
 )
-from rlthf_backend.core.curation.hardness import FEATURES, out_of_fold_p_wrong
+from rlthf_backend.core.curation.hardness import FEATURES
 from rlthf_backend.core.curation.plan import RoundPlan, assign_human_batch, empty_plan
 from rlthf_backend.core.curation.scoring import RewardModelFactory
 from rlthf_backend.core.curation.state import CurationState
@@ -292,9 +294,7 @@ def audit_count(fraction: float, batch: int, rng: np.random.Generator) -> int:
     with its own probability), at least one in a batch of two or more when ``fraction > 0``."""
     if fraction <= 0 or batch < 2:
         return 0
-    expected = fraction * batch
-    whole = int(np.floor(expected))
-    return int(min(batch, max(1, whole + int(rng.random() < expected - whole))))
+    return int(min(batch, max(1, round_at_random(fraction * batch, rng))))
 
 
 def probe_size(fraction: float, slots: int, rankings: int) -> int:
@@ -371,18 +371,7 @@ def _weighted_regions(fit: _HardnessFit, unchecked: np.ndarray, audit_pi: dict[i
         }
     fc = stats["flip_candidate"]
     confirmed = fc["audited"] >= cfg.min_audit_for_flip and fc["p_error_above_half"] >= cfg.flip_confidence
-    return _Regions(members, stats, confirmed)
-
-
-def _placed_p(fit: _HardnessFit, cfg: FusedConfig, seed: int, round_index: int) -> np.ndarray:
-    """P(wrong) per pair, out of fold for the labelled ones (where an unlabelled pair with the same
-    evidence would land)."""
-    p = fit.p_wrong.copy()
-    if fit.has_label.any():
-        p[fit.has_label] = out_of_fold_p_wrong(fit.x[fit.has_label], fit.known[fit.has_label], cfg.n_folds,
-                                               seed * 31 + round_index, cfg.prior_error_rate, cfg.prior_weights,
-                                               cfg.prior_sd)
-    return p
+    return _Regions(members, stats, confirmed, p_placed)
 
 
 def wrong_left_estimate(plan: RoundPlan, state: CurationState, fit: _HardnessFit, p_placed: np.ndarray,
@@ -444,7 +433,7 @@ def plan_adaptive_round(
     plan.note("batch", {"round": r, "offered": list(scores), "ranking": chosen, "why": why["reason"]},
               {"targeted": len(targeted), "probe_per_ranking": probe, "audits": len(audit)})
 
-    p_placed = _placed_p(fit, fc, seed, r)
+    p_placed = placed_p_wrong(fit, fc, seed, r)
     unchecked = np.setdiff1d(cand, order)
     regions = _weighted_regions(fit, unchecked, audit_pi, p_placed, fc)
     flipped, ask_queue = _apply_regions(plan, regions, fit.p_wrong, fc)

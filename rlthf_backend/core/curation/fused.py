@@ -153,8 +153,14 @@ def audit_size(config: FusedConfig, batch: int, audited_so_far: int, rng: np.ran
     if config.audit_fraction <= 0 or batch < 2:
         return 0
     expected = 1.0 if audited_so_far >= config.audit_enough else config.audit_fraction * batch
+    return min(batch, round_at_random(expected, rng))
+
+
+def round_at_random(expected: float, rng: np.random.Generator) -> int:
+    """``expected`` as a whole count that is right on average: its fraction rounds up with the
+    probability of that fraction (one draw from ``rng``)."""
     whole = int(np.floor(expected))
-    return min(batch, whole + int(rng.random() < expected - whole))
+    return whole + int(rng.random() < expected - whole)
 
 
 def _interleave(targeted: np.ndarray, audit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,7 +254,18 @@ class _Regions:
     members: dict[str, np.ndarray]
     stats: dict[str, dict]
     flip_confirmed: bool
-    placed: np.ndarray | None = None
+    placed: np.ndarray
+
+
+def placed_p_wrong(fit: _HardnessFit, cfg: FusedConfig, seed: int, round_index: int) -> np.ndarray:
+    """P(wrong) per pair, out of fold for the labelled ones: where an unlabelled pair with the same
+    evidence would land, so the hardness model never grades its own training data."""
+    p = fit.p_wrong.copy()
+    if fit.has_label.any():
+        p[fit.has_label] = out_of_fold_p_wrong(fit.x[fit.has_label], fit.known[fit.has_label], cfg.n_folds,
+                                               seed * 31 + round_index, cfg.prior_error_rate, cfg.prior_weights,
+                                               cfg.prior_sd)
+    return p
 
 
 def _audit_regions(fit: _HardnessFit, unchecked: np.ndarray, cfg: FusedConfig, seed: int, round_index: int) -> _Regions:
@@ -258,11 +275,7 @@ def _audit_regions(fit: _HardnessFit, unchecked: np.ndarray, cfg: FusedConfig, s
     The flip region is confirmed with ``min_audit_for_flip`` audits and ``flip_confidence``."""
     region = region_of(fit.p_wrong, cfg.drop_threshold)
     members = {name: unchecked[region[unchecked] == name] for name in REGIONS}
-    p_placed = fit.p_wrong.copy()
-    if fit.has_label.any():
-        oof = out_of_fold_p_wrong(fit.x[fit.has_label], fit.known[fit.has_label], cfg.n_folds, seed * 31 + round_index,
-                                  cfg.prior_error_rate, cfg.prior_weights, cfg.prior_sd)
-        p_placed[fit.has_label] = oof
+    p_placed = placed_p_wrong(fit, cfg, seed, round_index)
     region_placed = region_of(p_placed, cfg.drop_threshold)
     stats = {}
     for name in REGIONS:
@@ -416,9 +429,8 @@ def _wrong_left(plan: RoundPlan, fit: _HardnessFit, regions: _Regions, exported_
     with them the estimate is the hardness model's alone, its interval as wide as a model
     rate worth :data:`~.estimate.MODEL_RATE_LABELS` labels allows."""
     audited = np.flatnonzero(fit.audited) if cfg.audit_scope == "pool" else np.zeros(0, int)
-    placed = regions.placed if regions.placed is not None else fit.p_wrong
     est = stratified_wrong_estimate(
-        fit.p_wrong[exported_unchecked], plan.flipped[exported_unchecked], placed[audited], fit.known[audited],
+        fit.p_wrong[exported_unchecked], plan.flipped[exported_unchecked], regions.placed[audited], fit.known[audited],
         np.full(len(audited), np.nan), prior_strength=MODEL_RATE_LABELS, seed=round_index)
     basis = (f"hardness model calibrated by {len(audited)} audits drawn at random from the pool" if len(audited)
              else "hardness model alone (no audit samples the exported pairs)")
