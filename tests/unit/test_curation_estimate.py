@@ -73,12 +73,15 @@ def _pool(rng, n=1200):
     return true_p, model_p
 
 
+@pytest.mark.parametrize("export_rule", ["the rest", "suspects dropped"])
 @pytest.mark.parametrize("miscalibration", [0.6, 1.0, 1.5])
-def test_wrong_estimate_is_unbiased_and_covers(miscalibration):
-    """Audits PPS from the pool, the rest exported: over many draws the estimate's mean is within
-    12% of the true count of wrong exported labels (at 40 audits the strata's model-centred prior
-    still pulls a little toward a model that is 40% low or 50% high; 2% when it is right) and the
-    90% interval covers it >= 85% of the time."""
+def test_wrong_estimate_is_unbiased_and_covers(miscalibration, export_rule):
+    """Audits PPS from the pool; exported: the rest, or (as the engine does) only the rest the
+    model finds mild (P(wrong) < 1/3), so the audits of a stratum sit at harder pairs than its
+    exported ones. Over many draws the estimate's mean is within 15% of the true count of wrong
+    exported labels (at 40 audits the strata's model-centred prior still pulls a little toward a
+    model that is 40% low or 50% high; 3% when it is right) and the 90% interval covers it >= 85%
+    of the time."""
     rng = np.random.default_rng(2)
     ratios, covered = [], []
     for _ in range(300):
@@ -89,13 +92,24 @@ def test_wrong_estimate_is_unbiased_and_covers(miscalibration):
         pi = pps_inclusion_probabilities(size, 40)
         s = systematic_pps_sample(pi, rng)
         rest = np.setdiff1d(np.arange(1200), s)
+        if export_rule == "suspects dropped":
+            rest = rest[model_p[rest] < 1 / 3]
         est = stratified_wrong_estimate(model_p[rest], np.zeros(len(rest), bool), model_p[s], wrong[s].astype(float),
                                         pi[s], seed=int(rng.integers(1 << 30)), draws=2000)
         truth = wrong[rest].sum()
         ratios.append(est.mean / truth)
         covered.append(est.low <= truth <= est.high)
-    assert abs(np.mean(ratios) - 1) < (0.02 if miscalibration == 1.0 else 0.12)
+    assert abs(np.mean(ratios) - 1) < (0.03 if miscalibration == 1.0 else 0.15)
     assert np.mean(covered) >= 0.85
+
+
+def test_audits_of_harder_pairs_shift_the_milder_exported_ones_by_the_models_error_not_their_rate():
+    """Audits at P(wrong) 0.6 found wrong 60% of the time (the model is right there): exported
+    pairs at 0.1 stay at about 10%, however hard the audited pairs of their stratum were."""
+    audit_p = np.full(40, 0.6)
+    est = stratified_wrong_estimate(np.full(500, 0.1), np.zeros(500, bool), audit_p, np.r_[np.ones(24), np.zeros(16)],
+                                    np.full(40, 0.2), draws=2000)
+    assert 40 < est.mean < 60 and est.low <= 50 <= est.high
 
 
 def test_wrong_estimate_counts_flipped_pairs_the_other_way():

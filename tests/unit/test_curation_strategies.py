@@ -206,20 +206,21 @@ def test_fused_batch_has_audit_slice_and_targets_wrong_labels():
     assert auroc(plan.scores["p_wrong"], wrong) > 0.85
 
 
-def test_fused_audits_only_where_a_flip_could_happen():
+def test_fused_audits_the_whole_pool_by_default_or_only_where_a_flip_could_happen():
     pairs, ev, truth, wrong, factory = synthetic_pool(n=400, error_rate=0.3, seed=10)
     state = CurationState.initial(pairs, ev)
-    cfg = FusedConfig(audit_fraction=0.25, audit_enough=10**6)
-    plan = plan_fused_round(state, factory, cfg, human_batch_size=40, seed=0)
+    flips_only = FusedConfig(audit_fraction=0.25, audit_enough=10**6, audit_scope="flip_candidates")
+    plan = plan_fused_round(state, factory, flips_only, human_batch_size=40, seed=0)
     audit = plan.human_batch[plan.audit[plan.human_batch]]
     assert len(audit) == 10 and np.all(plan.scores["p_wrong"][audit] > 0.5)  # all from the flip candidates
-    pool_wide = plan_fused_round(state, factory, FusedConfig(audit_fraction=0.25, audit_enough=10**6,
-                                                             audit_scope="pool"), human_batch_size=40, seed=0)
+    pool_wide = plan_fused_round(state, factory, FusedConfig(audit_fraction=0.25, audit_enough=10**6),
+                                 human_batch_size=40, seed=0)
     drawn = pool_wide.human_batch[pool_wide.audit[pool_wide.human_batch]]
     assert len(drawn) == 10 and np.any(pool_wide.scores["p_wrong"][drawn] <= 0.5)
     # No pair is a flip candidate (a judge that never contradicts itself, a prior of 1% errors): no audit.
     calm = plan_fused_round(state, factory, FusedConfig(audit_fraction=0.25, audit_enough=10**6,
-                                                        prior_error_rate=0.01, prior_weights={}),
+                                                        audit_scope="flip_candidates", prior_error_rate=0.01,
+                                                        prior_weights={}),
                             human_batch_size=40, seed=0)
     assert not np.any(calm.scores["p_wrong"] > 0.5)
     assert not calm.audit.any() and len(calm.human_batch) == 40

@@ -47,6 +47,7 @@ from rlthf_backend.core.curation.estimate import (
     MODEL_RATE_LABELS,
     WrongEstimate,
     beta_tail_above_half,
+    calibrated_p_wrong,
     hajek_rate,
     kish_effective_n,
     pps_inclusion_probabilities,
@@ -388,14 +389,6 @@ def wrong_left_estimate(plan: RoundPlan, state: CurationState, fit: _HardnessFit
     )
 
 
-def calibrated_p(p: np.ndarray, estimate: WrongEstimate) -> np.ndarray:
-    """P(wrong) scaled per stratum by (posterior rate / model rate), clipped to [0, 1]."""
-    p = np.asarray(p, float)
-    edges = np.array([s["p_to"] for s in estimate.strata[:-1]])
-    ratio = np.array([s["posterior_rate"] / max(s["model_rate"], 1e-6) for s in estimate.strata])
-    return np.clip(p * ratio[np.searchsorted(edges, p, side="right")], 0.0, 1.0)
-
-
 def plan_adaptive_round(
     state: CurationState,
     rm_factory: RewardModelFactory,
@@ -441,7 +434,7 @@ def plan_adaptive_round(
     plan.strategy = "adaptive"
 
     est = wrong_left_estimate(plan, state, fit, p_placed, audit_pi, cfg, seed)
-    cal = calibrated_p(fit.p_wrong, est)
+    cal = calibrated_p_wrong(fit.p_wrong, est)
     batch = plan.human_batch
     expected_yield = float(cal[batch].mean()) if len(batch) else float("nan")
     audited = np.flatnonzero(fit.audited)

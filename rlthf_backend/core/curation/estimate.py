@@ -16,10 +16,11 @@ Pure functions (numpy / scipy), no state. The design every function here serves:
   weighted rate) and the effective number of equally weighted observations it is worth, so a
   weighted rate can feed a Beta posterior.
 - **Wrong labels left** (:func:`stratified_wrong_estimate`): audited pairs post-stratified by the
-  model's P(wrong), each stratum's error rate a Beta posterior (Hajek rate with Kish counts over a
-  weak prior centred on the model's own mean in that stratum), and the count of wrong labels among
-  the exported unchecked pairs drawn from it (rate uncertainty and the binomial luck of the actual
-  pairs both count): a mean and a central interval.
+  model's P(wrong); in each stratum the audits' error rate (a Beta posterior: Hajek rate with Kish
+  counts over a weak prior centred on the model's own mean for the same audits) against that
+  model mean is a log-odds shift, applied to every exported unchecked pair of the stratum; the
+  count of wrong labels among them is drawn from the shifted rates (rate uncertainty and the luck
+  of the actual pairs both count): a mean and a central interval.
 """
 
 from __future__ import annotations
@@ -193,21 +194,29 @@ def stratified_wrong_estimate(
     probability with which it was drawn (NaN: unknown, weight 1).
 
     Strata: ``min(max_strata, n_audits // audits_per_stratum)`` (at least 1) bands of P(wrong)
-    with equal numbers of audits. Prior per stratum: theta ~ Beta(1/2 + s m, 1/2 + s (1 - m)) (Jeffreys'
-    prior, whose intervals keep their coverage at small rates, plus ``s`` pseudo-labels) with ``m`` the
-    model's mean P(wrong) over the stratum's exported pairs (its audits' if none), and
-    ``s`` = ``prior_strength`` pseudo-labels: a stratum without audits falls back on the model,
-    and a few audits already outweigh it. Posterior: the Hajek error rate
-    of the stratum's audits at its effective count (:func:`hajek_effective_n`).
-    The estimate is each stratum's shrunk rate ``(s m + k) / (s + n)`` (k, n the
-    Kish-effective wrong and audited counts; no Jeffreys half-counts, which would bias small rates
-    up) times its exported pairs. The interval is simulated (``draws``, seeded): theta per stratum
-    from its posterior, then kept pairs wrong ~ Binomial(kept, theta), flipped pairs wrong ~
-    Binomial(flipped, 1 - theta); the central ``level`` interval of the sum.
+    with equal numbers of audits. Within a stratum the audits say how far the model is off, not
+    what the rate is: the audited pairs and the exported ones in a band may sit at different
+    P(wrong) (the export keeps the milder pairs, PPS audits favour the harder ones), so the
+    audits' error rate is compared with the model's own mean P(wrong) over the same audits, and
+    the difference, as a shift ``delta`` of the log-odds, is applied to every exported pair of the
+    stratum: its rate is ``sigmoid(logit p + delta)``.
+
+    Per stratum, with ``m`` the model's 1/pi-weighted mean P(wrong) over its audits (over its
+    exported pairs if it has none, so delta is 0): the audited rate theta ~ Beta(1/2 + s m + k,
+    1/2 + s (1 - m) + n - k) (Jeffreys' prior, whose intervals keep their coverage at small rates,
+    plus ``s`` = ``prior_strength`` pseudo-labels at the model's rate; k, n the Hajek rate times
+    and the effective count of :func:`hajek_effective_n`): with few audits the model stands, and
+    a few more outweigh it. ``delta = logit(theta) - logit(m)``. The estimate uses the posterior
+    mean ``(s m + k) / (s + n)`` (no Jeffreys half-counts, which would bias small rates up); the
+    interval is simulated (``draws``, seeded): theta per stratum from its posterior, then the
+    count of wrong exported pairs given the shifted rates (kept pairs wrong ~ Binomial(kept, their
+    mean rate), flipped ones ~ Binomial(flipped, one minus it): a binomial at the mean rate is a
+    little wider than the sum of the pairs' own Bernoulli draws, never narrower); the central
+    ``level`` interval of the total.
     """
-    export_p = np.asarray(export_p, float)
+    export_p = np.clip(np.asarray(export_p, float), 1e-6, 1 - 1e-6)
     export_flipped = np.asarray(export_flipped, bool)
-    audit_p = np.asarray(audit_p, float)
+    audit_p = np.clip(np.asarray(audit_p, float), 1e-6, 1 - 1e-6)
     audit_wrong = np.asarray(audit_wrong, float)
     audit_pi = np.asarray(audit_pi, float)
     audit_pi = np.where(np.isfinite(audit_pi) & (audit_pi > 0), audit_pi, 1.0)
@@ -223,30 +232,52 @@ def stratified_wrong_estimate(
     for s in range(len(edges) + 1):
         in_e, in_a = s_export == s, s_audit == s
         kept, flipped = int(np.sum(in_e & ~export_flipped)), int(np.sum(in_e & export_flipped))
-        ref = export_p[in_e] if in_e.any() else audit_p[in_a]
-        model_rate = float(ref.mean()) if len(ref) else 0.5
-        m = float(np.clip(model_rate, 1e-3, 1 - 1e-3))
+        export_mean = float(export_p[in_e].mean()) if in_e.any() else float("nan")
+        if in_a.any():
+            m = float(np.sum(audit_p[in_a] / audit_pi[in_a]) / np.sum(1.0 / audit_pi[in_a]))
+        else:
+            m = export_mean if in_e.any() else 0.5
+        m = float(np.clip(m, 1e-3, 1 - 1e-3))
         rate = hajek_rate(audit_wrong[in_a], audit_pi[in_a])
         n_eff = hajek_effective_n(audit_wrong[in_a], audit_pi[in_a])
         k_eff = n_eff * rate if n_eff > 0 else 0.0
         point_rate = (prior_strength * m + k_eff) / (prior_strength + n_eff)
-        point += kept * point_rate + flipped * (1 - point_rate)
-        a, b = 0.5 + prior_strength * m + k_eff, 0.5 + prior_strength * (1 - m) + n_eff - k_eff
+        shift = _logit(point_rate) - _logit(m)
+        logit_e, flip_e = _logit(export_p[in_e]), export_flipped[in_e]
+        q = _expit(logit_e + shift)
+        point += float(np.sum(np.where(flip_e, 1 - q, q)))
         if kept + flipped:
-            theta = rng.beta(a, b, size=draws)
-            total += rng.binomial(kept, theta) + rng.binomial(flipped, 1 - theta)
+            a, b = 0.5 + prior_strength * m + k_eff, 0.5 + prior_strength * (1 - m) + n_eff - k_eff
+            shifts = _logit(np.clip(rng.beta(a, b, size=draws), 1e-9, 1 - 1e-9)) - _logit(m)
+            kept_rate, flip_right = np.zeros(draws), np.zeros(draws)
+            for lo in range(0, draws, 500):  # chunks keep the draws x pairs matrix small
+                qd = _expit(logit_e[None, :] + shifts[lo:lo + 500, None])
+                kept_rate[lo:lo + 500] = qd[:, ~flip_e].mean(axis=1) if kept else 0.0
+                flip_right[lo:lo + 500] = 1 - qd[:, flip_e].mean(axis=1) if flipped else 0.0
+            # a binomial at the mean rate: a little wider than the pairs' own spread of rates allows
+            total += rng.binomial(kept, kept_rate) + rng.binomial(flipped, flip_right)
         strata.append({"p_from": float(bounds[s]), "p_to": float(bounds[s + 1]), "kept": kept, "flipped": flipped,
                        "audited": int(in_a.sum()), "audited_effective": n_eff,
-                       "audited_error_rate": rate, "posterior_rate": point_rate, "model_rate": model_rate,
-                       "prior_rate": m})
+                       "audited_error_rate": rate, "audited_model_rate": m, "posterior_rate": point_rate,
+                       "log_odds_shift": shift, "model_rate": export_mean,
+                       "calibrated_rate": float(q.mean()) if len(q) else float("nan")})
     tail = (1 - level) / 2
     low, high = np.quantile(total, [tail, 1 - tail]) if draws else (float("nan"), float("nan"))
     return WrongEstimate(float(point), float(low), float(high), level, strata)
 
 
-def stratum_rate(p: np.ndarray, estimate: WrongEstimate) -> np.ndarray:
-    """The posterior mean error rate of the stratum each P(wrong) in ``p`` falls in."""
-    p = np.asarray(p, float)
+def _logit(p):
+    return np.log(p) - np.log1p(-p)
+
+
+def _expit(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def calibrated_p_wrong(p: np.ndarray, estimate: WrongEstimate) -> np.ndarray:
+    """``p`` with the log-odds shift of the stratum each value falls in applied: P(wrong) as the
+    audits behind ``estimate`` correct it."""
+    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
     edges = np.array([s["p_to"] for s in estimate.strata[:-1]])
-    rates = np.array([s["posterior_rate"] for s in estimate.strata])
-    return rates[np.searchsorted(edges, p, side="right")]
+    shifts = np.array([s["log_odds_shift"] for s in estimate.strata])
+    return _expit(_logit(p) + shifts[np.searchsorted(edges, p, side="right")])

@@ -12,14 +12,14 @@ One round:
    each set explains this project's answers so far.
 3. **Human batch.** ``audit_fraction`` of the batch is drawn uniformly at random (the audit
    slice) until ``audit_enough`` audited answers exist; after that one pair per round keeps the
-   estimate current. By default (``audit_scope`` "flip_candidates") the draw is from the pairs a
-   flip could touch, the unlabelled ones with P(wrong) > 1/2: an unbiased sample of exactly the
-   region whose flip needs audited evidence, and no audit at all while that region is empty (a
-   random pair of the pool is about as often wrong as the pool, so an audit there costs a fix
-   and decides nothing). ``audit_scope`` "pool" draws from every unlabelled pair (an unbiased
-   sample of everything exported unchecked). The rest of the batch are the candidates with the
-   highest hardness. Audit pairs are interleaved into the ranking so a person who stops early
-   still leaves a random sample.
+   estimate current. By default (``audit_scope`` "pool") the draw is from every unlabelled pair:
+   an unbiased sample of everything exported unchecked, which is what calibrates the estimate of
+   the wrong labels left (step 5) where the model was never checked, among the mild pairs the
+   targeted batches never reach. ``audit_scope`` "flip_candidates" draws only from the pairs a
+   flip could touch, the unlabelled ones with P(wrong) > 1/2 (more flips confirmed, no audit while
+   that region is empty, and an estimate that rests on the model alone). The rest of the batch
+   are the candidates with the highest hardness. Audit pairs are interleaved into the ranking so
+   a person who stops early still leaves a random sample.
 4. **Regions** of the remaining unlabelled pairs by hardness p:
    ``trusted`` p < ``drop_threshold``; ``suspect`` drop_threshold <= p <= 0.5; ``flip_candidate``
    p > 0.5. The error rate of each region is estimated from the audited pairs falling in it
@@ -31,9 +31,11 @@ One round:
    ``keep``, or ``ask`` (leave out until a person answers; listed in ``summary["ask_queue"]``).
    At most ``max_drop_fraction`` of the pool is dropped (the most suspect first), so the export
    never collapses onto the easy pairs.
-5. **Estimates and stopping.** Expected wrong labels left in the export (sum of p over exported
-   unchecked pairs, and the audit-based version), and a stop signal when the next batch is
-   expected to fix fewer than ``stop_min_yield`` wrong labels per human label.
+5. **Estimates and stopping.** Expected wrong labels left in the export, with a 90% interval
+   (:func:`~.estimate.stratified_wrong_estimate`: the pool audits, stratified by P(wrong), shift
+   the model's log-odds by how far it was off on them), and a stop signal, read off the same
+   calibrated rates, when the next batch is expected to fix fewer than ``stop_min_yield`` wrong
+   labels per human label.
 """
 
 from __future__ import annotations
@@ -44,7 +46,12 @@ from typing import Literal
 
 import numpy as np
 
-from rlthf_backend.core.curation.estimate import MODEL_RATE_LABELS, stratified_wrong_estimate
+from rlthf_backend.core.curation.estimate import (
+    MODEL_RATE_LABELS,
+    WrongEstimate,
+    calibrated_p_wrong,
+    stratified_wrong_estimate,
+)
 from rlthf_backend.core.curation.hardness import (
     FEATURES,
     PRIOR_WEIGHTS,
@@ -71,10 +78,11 @@ class FusedConfig:
         "audit_enough audited answers exist; then one pair per round. Each audit is a random pair, about as "
         "often wrong as the pool, where a targeted pair is far more often wrong: audits buy unbiased "
         "estimates at the price of fixes.")})
-    audit_scope: AuditScope = field(default="flip_candidates", metadata={"help": (
-        "Where audits are drawn: 'flip_candidates' (unlabelled pairs with P(wrong) > 1/2, the region a flip "
-        "needs audited evidence for; no audit while it is empty) or 'pool' (every unlabelled pair: an unbiased "
-        "sample of all that is exported unchecked, at the price of fixes).")})
+    audit_scope: AuditScope = field(default="pool", metadata={"help": (
+        "Where audits are drawn: 'pool' (every unlabelled pair: an unbiased sample of all that is exported "
+        "unchecked, which calibrates the estimate of wrong labels left and the stop signal) or 'flip_candidates' "
+        "(unlabelled pairs with P(wrong) > 1/2, the region a flip needs audited evidence for: more flips "
+        "confirmed, no audit while it is empty, and an estimate resting on the hardness model alone).")})
     audit_enough: int = field(default=40, metadata={"help": (
         "Audited answers after which the audit slice shrinks to one pair per round (about a +-0.12 interval "
         "on a 20% error rate).")})
@@ -355,9 +363,10 @@ def _summarise_round(
     p_wrong = fit.p_wrong
     exported_unchecked = np.flatnonzero(np.isin(plan.status, ("keep", "flip")) & ~state.labelled)
     p_export_wrong = np.where(plan.flipped, 1 - p_wrong, p_wrong)
-    next_batch = np.sort(p_wrong[remaining])[::-1][: max(batch, 1)]
+    estimate, est = _wrong_left(plan, fit, regions, exported_unchecked, cfg, state.round_index)
+    # the stop signal reads the same audit-calibrated rates as the estimate
+    next_batch = np.sort(calibrated_p_wrong(p_wrong[remaining], est))[::-1][: max(batch, 1)]
     expected_yield = float(next_batch.mean()) if len(next_batch) else 0.0
-    estimate = _wrong_left(plan, fit, regions, exported_unchecked, cfg, state.round_index)
     plan.summary = {
         "hardness_model": fit.model.as_dict(),
         "expected_wrong_in_export": estimate,
@@ -421,9 +430,10 @@ def plan_fused_round(
 
 
 def _wrong_left(plan: RoundPlan, fit: _HardnessFit, regions: _Regions, exported_unchecked: np.ndarray,
-                cfg: FusedConfig, round_index: int) -> dict:
+                cfg: FusedConfig, round_index: int) -> tuple[dict, WrongEstimate]:
     """Wrong labels expected among the exported pairs without a human answer, with a 90% interval
-    and what it rests on (:func:`~.estimate.stratified_wrong_estimate`). Audits drawn from the
+    and what it rests on (:func:`~.estimate.stratified_wrong_estimate`), as the summary's record
+    and as the estimate itself (whose strata calibrate the stop signal). Audits drawn from the
     whole pool (``audit_scope`` "pool") are a uniform sample of what is exported and calibrate the
     model; flip-candidate audits are not (they sample only the region a flip would touch), so
     with them the estimate is the hardness model's alone, its interval as wide as a model
@@ -435,7 +445,7 @@ def _wrong_left(plan: RoundPlan, fit: _HardnessFit, regions: _Regions, exported_
     basis = (f"hardness model calibrated by {len(audited)} audits drawn at random from the pool" if len(audited)
              else "hardness model alone (no audit samples the exported pairs)")
     return {"mean": est.mean, "low": est.low, "high": est.high, "level": est.level, "audits": int(len(audited)),
-            "basis": basis}
+            "basis": basis}, est
 
 
 def _audit_based_wrong(region_stats: dict, plan: RoundPlan, regions: dict) -> float:
