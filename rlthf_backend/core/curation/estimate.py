@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betainc
+from scipy.special import betainc, expit, logit
 
 
 def pps_inclusion_probabilities(size: np.ndarray, m: int) -> np.ndarray:
@@ -142,7 +142,9 @@ class WrongEstimate:
 
     ``mean``: the point estimate; ``low`` / ``high``: the central interval at
     ``level``; ``strata``: per stratum the P(wrong) range, exported kept / flipped pairs, audited
-    pairs, their Kish-effective count and Hajek error rate, and the posterior mean rate used.
+    pairs, their effective count and Hajek error rate, the model's mean P(wrong) over those audits
+    (``audited_model_rate``) and over the exported pairs (``model_rate``), the posterior mean
+    audited rate, the log-odds shift it implies and the exported pairs' mean rate after it.
     """
 
     mean: float
@@ -204,8 +206,8 @@ def stratified_wrong_estimate(
     Per stratum, with ``m`` the model's 1/pi-weighted mean P(wrong) over its audits (over its
     exported pairs if it has none, so delta is 0): the audited rate theta ~ Beta(1/2 + s m + k,
     1/2 + s (1 - m) + n - k) (Jeffreys' prior, whose intervals keep their coverage at small rates,
-    plus ``s`` = ``prior_strength`` pseudo-labels at the model's rate; k, n the Hajek rate times
-    and the effective count of :func:`hajek_effective_n`): with few audits the model stands, and
+    plus ``s`` = ``prior_strength`` pseudo-labels at the model's rate; n the effective count of
+    :func:`hajek_effective_n`, k the Hajek rate times n): with few audits the model stands, and
     a few more outweigh it. ``delta = logit(theta) - logit(m)``. The estimate uses the posterior
     mean ``(s m + k) / (s + n)`` (no Jeffreys half-counts, which would bias small rates up); the
     interval is simulated (``draws``, seeded): theta per stratum from its posterior, then the
@@ -242,16 +244,16 @@ def stratified_wrong_estimate(
         n_eff = hajek_effective_n(audit_wrong[in_a], audit_pi[in_a])
         k_eff = n_eff * rate if n_eff > 0 else 0.0
         point_rate = (prior_strength * m + k_eff) / (prior_strength + n_eff)
-        shift = _logit(point_rate) - _logit(m)
-        logit_e, flip_e = _logit(export_p[in_e]), export_flipped[in_e]
-        q = _expit(logit_e + shift)
+        shift = logit(point_rate) - logit(m)
+        logit_e, flip_e = logit(export_p[in_e]), export_flipped[in_e]
+        q = expit(logit_e + shift)
         point += float(np.sum(np.where(flip_e, 1 - q, q)))
         if kept + flipped:
             a, b = 0.5 + prior_strength * m + k_eff, 0.5 + prior_strength * (1 - m) + n_eff - k_eff
-            shifts = _logit(np.clip(rng.beta(a, b, size=draws), 1e-9, 1 - 1e-9)) - _logit(m)
+            shifts = logit(np.clip(rng.beta(a, b, size=draws), 1e-9, 1 - 1e-9)) - logit(m)
             kept_rate, flip_right = np.zeros(draws), np.zeros(draws)
             for lo in range(0, draws, 500):  # chunks keep the draws x pairs matrix small
-                qd = _expit(logit_e[None, :] + shifts[lo:lo + 500, None])
+                qd = expit(logit_e[None, :] + shifts[lo:lo + 500, None])
                 kept_rate[lo:lo + 500] = qd[:, ~flip_e].mean(axis=1) if kept else 0.0
                 flip_right[lo:lo + 500] = 1 - qd[:, flip_e].mean(axis=1) if flipped else 0.0
             # a binomial at the mean rate: a little wider than the pairs' own spread of rates allows
@@ -266,18 +268,10 @@ def stratified_wrong_estimate(
     return WrongEstimate(float(point), float(low), float(high), level, strata)
 
 
-def _logit(p):
-    return np.log(p) - np.log1p(-p)
-
-
-def _expit(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def calibrated_p_wrong(p: np.ndarray, estimate: WrongEstimate) -> np.ndarray:
     """``p`` with the log-odds shift of the stratum each value falls in applied: P(wrong) as the
     audits behind ``estimate`` correct it."""
     p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
     edges = np.array([s["p_to"] for s in estimate.strata[:-1]])
     shifts = np.array([s["log_odds_shift"] for s in estimate.strata])
-    return _expit(_logit(p) + shifts[np.searchsorted(edges, p, side="right")])
+    return expit(logit(p) + shifts[np.searchsorted(edges, p, side="right")])
