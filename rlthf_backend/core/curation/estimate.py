@@ -236,7 +236,7 @@ def stratified_wrong_estimate(
         kept, flipped = int(np.sum(in_e & ~export_flipped)), int(np.sum(in_e & export_flipped))
         export_mean = float(export_p[in_e].mean()) if in_e.any() else float("nan")
         if in_a.any():
-            m = float(np.sum(audit_p[in_a] / audit_pi[in_a]) / np.sum(1.0 / audit_pi[in_a]))
+            m = hajek_rate(audit_p[in_a], audit_pi[in_a])  # the model's own rate for these audits
         else:
             m = export_mean if in_e.any() else 0.5
         m = float(np.clip(m, 1e-3, 1 - 1e-3))
