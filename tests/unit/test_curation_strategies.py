@@ -209,7 +209,9 @@ def test_fused_batch_has_audit_slice_and_targets_wrong_labels():
 def test_fused_audits_the_whole_pool_by_default_or_only_where_a_flip_could_happen():
     pairs, ev, truth, wrong, factory = synthetic_pool(n=400, error_rate=0.3, seed=10)
     state = CurationState.initial(pairs, ev)
-    flips_only = FusedConfig(audit_fraction=0.25, audit_enough=10**6, audit_scope="flip_candidates")
+    # the prior at the pool's own error rate: its self-contradicting pairs are then flip candidates
+    flips_only = FusedConfig(audit_fraction=0.25, audit_enough=10**6, audit_scope="flip_candidates",
+                             prior_error_rate=0.3)
     plan = plan_fused_round(state, factory, flips_only, human_batch_size=40, seed=0)
     audit = plan.human_batch[plan.audit[plan.human_batch]]
     assert len(audit) == 10 and np.all(plan.scores["p_wrong"][audit] > 0.5)  # all from the flip candidates
@@ -365,7 +367,10 @@ def test_plan_serialises_with_its_decision_log():
 def test_wrong_label_model_is_the_prior_without_labels_and_learns_with_them():
     x = np.zeros((0, len(FEATURES)))
     prior = fit_wrong_label_model(x, np.zeros(0), prior_error_rate=0.2)
-    assert prior.predict(np.zeros((1, len(FEATURES))))[0] == pytest.approx(0.2)
+    # the prior predictive at the pool's average evidence: sigmoid of intercept ~ N(logit 0.2, 1)
+    intercepts = np.random.default_rng(1).normal(np.log(0.2 / 0.8), 1.0, 200_000)
+    assert prior.predict(np.zeros((1, len(FEATURES))))[0] == pytest.approx(np.mean(1 / (1 + np.exp(-intercepts))),
+                                                                          abs=0.005)
     assert np.allclose(prior.posterior, 1 / len(prior.fits))  # no answers: every evidence set as likely
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, len(FEATURES)))
@@ -373,6 +378,45 @@ def test_wrong_label_model_is_the_prior_without_labels_and_learns_with_them():
     fitted = fit_wrong_label_model(x, y, prior_error_rate=0.2)
     assert fitted.weights[2] == pytest.approx(2.0, abs=0.3)
     assert abs(fitted.weights[0]) < 0.3  # prior 0.5 on rm_disagree overruled by the data
+
+
+def test_wrong_label_model_prior_averages_the_prior_error_rate_over_the_pool():
+    # a skewed pool: most pairs unremarkable, a few with strong doubt (as judge evidence is)
+    rng = np.random.default_rng(5)
+    pool = np.zeros((1000, len(FEATURES)))
+    pool[:, FEATURES.index("judge_doubt")] = rng.standard_exponential(1000) - 1.0
+    pool[:, FEATURES.index("swap")] = rng.random(1000) < 0.1
+    no_answers = np.zeros((0, len(FEATURES))), np.zeros(0)
+    at_the_pool = fit_wrong_label_model(*no_answers, prior_error_rate=0.2, pool_x=pool)
+    assert at_the_pool.predict(pool).mean() == pytest.approx(0.2, abs=1e-6)
+    at_the_average = fit_wrong_label_model(*no_answers, prior_error_rate=0.2)
+    assert at_the_average.predict(pool).mean() > 0.22  # the rate at x = 0 says more wrong labels over the pool
+    # answers still move it: a pool wrong twice as often as the prior says
+    x = pool[:400]
+    y = (rng.random(400) < 0.4).astype(float)
+    assert fit_wrong_label_model(x, y, 0.2, pool_x=pool).predict(pool).mean() > 0.3
+
+
+def test_wrong_label_model_predicts_nearer_one_half_where_its_answers_never_looked():
+    # answers only where feature 2 is high (a targeted batch): the weights are pinned down there
+    rng = np.random.default_rng(3)
+    x = np.zeros((300, len(FEATURES)))
+    x[:, 2] = rng.uniform(1.0, 3.0, 300)
+    y = (rng.random(300) < 1 / (1 + np.exp(-(-1 + x[:, 2])))).astype(float)
+    model = fit_wrong_label_model(x, y, prior_error_rate=0.2)
+    fit = model.fits[int(np.argmax(model.posterior))]
+    near, far = np.zeros((1, len(FEATURES))), np.zeros((1, len(FEATURES)))
+    near[0, 2], far[0, 2] = 2.0, -4.0
+    z_near, var_near = fit.logit_mean_and_variance(near)
+    z_far, var_far = fit.logit_mean_and_variance(far)
+    assert var_far[0] > 4 * var_near[0]  # extrapolated 5 SD away from every answer
+    plug_in_far = 1 / (1 + np.exp(-z_far[0]))
+    assert plug_in_far < fit.predict(far)[0] < 0.5  # moderated toward 1/2, not across it
+    # where the answers are, the predictive is the plug-in up to its small remaining uncertainty
+    assert fit.predict(near)[0] == pytest.approx(1 / (1 + np.exp(-z_near[0])), abs=0.01)
+    # and it is the logistic-normal mean the probit approximation stands for
+    draws = np.random.default_rng(4).normal(z_far[0], np.sqrt(var_far[0]), 200_000)
+    assert fit.predict(far)[0] == pytest.approx(np.mean(1 / (1 + np.exp(-draws))), abs=0.02)
 
 
 def test_beta_tail_above_half():
@@ -461,10 +505,11 @@ def test_adaptive_batch_draws_audits_with_known_probabilities():
 
 def test_adaptive_grades_the_blind_rm_below_the_swap():
     """With a reward model at chance, the probes grade the RM ranking below the swap and hardness
-    rankings (as their true yields are), and the batch never follows the RM."""
+    rankings (as their true yields are), and the batch never follows the RM. The pool is large
+    enough that six batches do not use up the pairs whose judge contradicted itself."""
     from rlthf_backend.core.curation.adaptive import AdaptiveConfig, plan_adaptive_round
 
-    pairs, ev, truth, wrong, factory = _weak_rm_pool()
+    pairs, ev, truth, wrong, factory = _weak_rm_pool(n=800)
     state = CurationState.initial(pairs, ev)
     chosen = []
     for _ in range(6):

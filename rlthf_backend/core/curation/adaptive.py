@@ -252,8 +252,8 @@ def remap_ledger(ledger: Mapping[str, Any] | None, mapping: Mapping[int, int]) -
 
 def candidate_scores(fit: _HardnessFit, evidence, offered: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Per ranking a per-pair score (larger: more likely wrong). Discrete signals are broken by
-    hardness (a small multiple of P(wrong) that never reorders distinct signal values)."""
-    p = fit.p_wrong
+    hardness (a small multiple of its ranking score that never reorders distinct signal values)."""
+    p = fit.ranking_score
     panel = np.asarray(evidence.panel_disagreement, float)
     prob = np.asarray(evidence.prob, float)
     raw = {

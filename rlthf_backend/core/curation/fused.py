@@ -9,7 +9,8 @@ One round:
 2. **Hardness = P(LLM label wrong | evidence)**: logistic regressions over the evidence sets of
    :mod:`rlthf_backend.core.curation.hardness`, fitted on every pair a person has labelled so far
    (MAP with a documented prior, so round 0 runs on the prior alone) and averaged by how well
-   each set explains this project's answers so far.
+   each set explains this project's answers so far. P(wrong) is their posterior predictive (a
+   probability to count with); the batch is ordered by their plug-in fit (the ranking score).
 3. **Human batch.** ``audit_fraction`` of the batch is drawn uniformly at random (the audit
    slice) until ``audit_enough`` audited answers exist; after that one pair per round keeps the
    estimate current. By default (``audit_scope`` "pool") the draw is from every unlabelled pair:
@@ -18,7 +19,7 @@ One round:
    targeted batches never reach. ``audit_scope`` "flip_candidates" draws only from the pairs a
    flip could touch, the unlabelled ones with P(wrong) > 1/2 (more flips confirmed, no audit while
    that region is empty, and an estimate that rests on the model alone). The rest of the batch
-   are the candidates with the highest hardness. Audit pairs are interleaved into the ranking so
+   are the candidates with the highest ranking score. Audit pairs are interleaved into the ranking so
    a person who stops early still leaves a random sample.
 4. **Regions** of the remaining unlabelled pairs by hardness p:
    ``trusted`` p < ``drop_threshold``; ``suspect`` drop_threshold <= p <= 0.5; ``flip_candidate``
@@ -94,7 +95,8 @@ class FusedConfig:
         "Weight of a human label relative to an LLM label in reward-model training (a label wrong with "
         "probability e carries (1 - 2e)^2 of a clean one's information; e ~ 0.2 gives ~2.8).")})
     prior_error_rate: float = field(default=0.2, metadata={"help": (
-        "Prior LLM error rate: the hardness model's intercept before any human label.")})
+        "Prior LLM error rate over the pool: before any human label the hardness model's P(wrong) averages this "
+        "over the pool's pairs.")})
     prior_weights: dict[str, float] = field(default_factory=lambda: dict(PRIOR_WEIGHTS), metadata={"help": (
         "Prior log-odds weights of the evidence features (see core/curation/hardness.py PRIOR_WEIGHTS).")})
     prior_sd: float = field(default=1.0, metadata={"help": (
@@ -197,7 +199,8 @@ class _HardnessFit:
     features (:func:`~rlthf_backend.core.curation.hardness.evidence_features`). ``known``: 1.0
     where a person found the LLM label wrong, 0.0 where right, NaN without a human answer
     (``has_label`` marks the finite ones). ``model``: the fitted hardness model; ``p_wrong`` its
-    in-sample P(LLM label wrong). ``audited``: audited pairs with a human answer, ``audit_wrong``
+    in-sample P(LLM label wrong), ``ranking_score`` the order of the targeted batch
+    (:meth:`~.hardness.WrongLabelModel.ranking_score`). ``audited``: audited pairs with a human answer, ``audit_wrong``
     of the ``audit_total`` found the LLM wrong.
     """
 
@@ -210,6 +213,7 @@ class _HardnessFit:
     has_label: np.ndarray
     model: WrongLabelModel
     p_wrong: np.ndarray
+    ranking_score: np.ndarray
     audited: np.ndarray
     audit_wrong: int
     audit_total: int
@@ -229,19 +233,21 @@ def _fit_hardness(state: CurationState, rm_factory: RewardModelFactory, cfg: Fus
     x = evidence_features(llm_margin, spread, ev, length)
     known = state.llm_wrong_where_known()
     has_label = np.isfinite(known)
-    model = fit_wrong_label_model(x[has_label], known[has_label], cfg.prior_error_rate, cfg.prior_weights, cfg.prior_sd)
+    model = fit_wrong_label_model(x[has_label], known[has_label], cfg.prior_error_rate, cfg.prior_weights, cfg.prior_sd,
+                                  pool_x=x)
     audited = state.audited & has_label
-    return _HardnessFit(weights, margins, llm_margin, spread, x, known, has_label, model, model.predict(x), audited,
-                       int(known[audited].sum()), int(audited.sum()))
+    return _HardnessFit(weights, margins, llm_margin, spread, x, known, has_label, model, model.predict(x),
+                        model.ranking_score(x), audited, int(known[audited].sum()), int(audited.sum()))
 
 
 def _choose_human_batch(
-    cand: np.ndarray, p_wrong: np.ndarray, batch: int, audited_so_far: int, cfg: FusedConfig,
-    rng: np.random.Generator,
+    cand: np.ndarray, p_wrong: np.ndarray, ranking_score: np.ndarray, batch: int, audited_so_far: int,
+    cfg: FusedConfig, rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step 3: the ranked human batch of ``batch`` pairs out of the unlabelled ``cand``, and its
-    audit mask: a random audit slice (:func:`audit_size`, drawn from ``cfg.audit_scope``) spread
-    among the hardest remaining candidates. Draws from ``rng`` in a fixed order: the audit size,
+    audit mask: a random audit slice (:func:`audit_size`, drawn from ``cfg.audit_scope``, whose
+    "flip_candidates" are the pairs with ``p_wrong`` > 1/2) spread among the remaining candidates
+    with the highest ``ranking_score``. Draws from ``rng`` in a fixed order: the audit size,
     the audit pairs, then the tie-breaking shuffle."""
     audit_pool = cand if cfg.audit_scope == "pool" else cand[p_wrong[cand] > 0.5]
     n_audit = min(audit_size(cfg, batch, audited_so_far, rng), len(audit_pool))
@@ -249,7 +255,7 @@ def _choose_human_batch(
     rest = np.setdiff1d(cand, audit)
     # hardest first; ties broken by a seeded shuffle, not file order
     shuffled = rest[rng.permutation(len(rest))]
-    targeted = shuffled[np.argsort(-p_wrong[shuffled], kind="stable")][: batch - n_audit]
+    targeted = shuffled[np.argsort(-ranking_score[shuffled], kind="stable")][: batch - n_audit]
     return _interleave(targeted, audit)
 
 
@@ -272,7 +278,7 @@ def placed_p_wrong(fit: _HardnessFit, cfg: FusedConfig, seed: int, round_index: 
     if fit.has_label.any():
         p[fit.has_label] = out_of_fold_p_wrong(fit.x[fit.has_label], fit.known[fit.has_label], cfg.n_folds,
                                                seed * 31 + round_index, cfg.prior_error_rate, cfg.prior_weights,
-                                               cfg.prior_sd)
+                                               cfg.prior_sd, pool_x=fit.x)
     return p
 
 
@@ -413,7 +419,7 @@ def plan_fused_round(
     cand = np.flatnonzero(~state.labelled)
     b = max(0, min(int(human_batch_size), len(cand)))
     rng = np.random.default_rng([seed, r, 1])  # the batch's own stream: the RM folds use other seeds
-    order, is_audit = _choose_human_batch(cand, fit.p_wrong, b, fit.audit_total, cfg, rng)
+    order, is_audit = _choose_human_batch(cand, fit.p_wrong, fit.ranking_score, b, fit.audit_total, cfg, rng)
     assign_human_batch(plan, order, is_audit)
 
     unchecked = np.setdiff1d(cand, order)

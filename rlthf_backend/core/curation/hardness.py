@@ -23,7 +23,13 @@ depends on which pairs people saw); flags stay 0/1 so their weights read as log-
 A feature that is constant over the pool is set to 0 (it carries no information).
 Each evidence set's model P(wrong | x) = sigmoid(b + w.x) is fitted by MAP with a Gaussian
 prior centred on documented prior weights (:data:`PRIOR_WEIGHTS`): with no human labels it *is*
-the prior, and as labels arrive the data take over. The sets are then averaged with weights
+the prior, and as labels arrive the data take over. It predicts with the Laplace posterior
+predictive, not the MAP plug-in: the logit's posterior variance ``s2`` at x moderates it to
+``sigmoid(z / sqrt(1 + pi s2 / 8))`` (MacKay 1992). Answers arrive where the targeted batches
+look, so the weights are pinned down there and extrapolated elsewhere, where the plug-in is
+overconfident (on the single-judge file its mildest pairs, P(wrong) ~3%, were 8-9% wrong, and the
+wrong labels left in the export were underestimated by a quarter); the moderated P(wrong) is
+nearer 1/2 exactly as far as the weights are unsure there. The sets are then averaged with weights
 proportional to their marginal likelihood (Laplace approximation), so a signal that does not
 predict this project's mistakes (a weak reward model, a judge verbosity effect of the other
 sign) loses its say, and one that does gains it, with no constant tuned to any dataset.
@@ -39,6 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import brentq
 
 from rlthf_backend.core.curation.state import JudgeEvidence
 
@@ -156,15 +163,28 @@ def evidence_features(
 
 @dataclass(frozen=True)
 class EvidenceSetFit:
-    """One evidence set's MAP logistic model and its log marginal likelihood."""
+    """One evidence set's MAP logistic model, the Laplace covariance of its coefficients and its
+    log marginal likelihood.
+
+    ``covariance``: (1 + len(FEATURES)) square, intercept first, the inverse Hessian of the
+    penalised likelihood at the MAP; rows and columns of features outside the set are 0.
+    """
 
     name: str
     intercept: float
     weights: np.ndarray  # one per FEATURES entry; 0 for features outside the set
     log_evidence: float
+    covariance: np.ndarray
+
+    def logit_mean_and_variance(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The logit's MAP value and its posterior variance at each row of ``x``."""
+        design = np.column_stack([np.ones(len(x)), x])
+        return self.intercept + x @ self.weights, np.einsum("ij,jk,ik->i", design, self.covariance, design)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return _sigmoid(self.intercept + x @ self.weights)
+        """Posterior predictive P(wrong) (the probit approximation of the logistic-normal mean)."""
+        z, var = self.logit_mean_and_variance(x)
+        return _sigmoid(z / np.sqrt(1.0 + np.pi * np.maximum(var, 0.0) / 8.0))
 
 
 @dataclass(frozen=True)
@@ -176,8 +196,17 @@ class WrongLabelModel:
     n_labels: int
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """P(LLM label wrong): the sets' posterior predictives, averaged by posterior weight."""
         x = np.asarray(x, float).reshape(-1, len(FEATURES))
         return sum(w * f.predict(x) for w, f in zip(self.posterior, self.fits))
+
+    def ranking_score(self, x: np.ndarray) -> np.ndarray:
+        """The order in which to ask people: the sets' MAP plug-in P(wrong), averaged by posterior
+        weight. Not a probability to count with (:meth:`predict` is); moderation would rank the
+        pairs by how sure the weights are about them as much as by how strong their evidence is,
+        and under the vague prior of round 0 that reorders them by how many signals they carry."""
+        x = np.asarray(x, float).reshape(-1, len(FEATURES))
+        return sum(w * _sigmoid(f.intercept + x @ f.weights) for w, f in zip(self.posterior, self.fits))
 
     @property
     def weights(self) -> np.ndarray:
@@ -198,13 +227,29 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
-def _fit_set(name: str, x: np.ndarray, y: np.ndarray, prior: np.ndarray, prior_sd: float,
-             iterations: int) -> EvidenceSetFit:
-    """MAP fit of the features in ``EVIDENCE_SETS[name]`` (others held at 0) and its Laplace
-    log evidence: log p(y | b) + log N(b; prior, sd^2) + (d/2) log 2 pi - (1/2) log det H."""
+def pool_prior_intercept(pool_design: np.ndarray, prior_mean: np.ndarray, prior_sd: float, rate: float) -> float:
+    """The prior mean of the intercept under which the prior predictive P(wrong), averaged over the
+    pool's rows of ``pool_design`` (a leading column of ones, then the set's features), is
+    ``rate``; the features' prior means are ``prior_mean[1:]``, every coefficient's prior SD
+    ``prior_sd``. (An intercept of logit(rate) would put the rate at the pool's average evidence
+    instead, and the pool's mean P(wrong) above it: P(wrong) is convex where it is small.)"""
+    z_rest = pool_design[:, 1:] @ prior_mean[1:]
+    scale = 1.0 / np.sqrt(1.0 + np.pi * prior_sd**2 * np.sum(pool_design**2, axis=1) / 8.0)
+    return float(brentq(lambda b: np.mean(_sigmoid((b + z_rest) * scale)) - rate, -1e3, 1e3))
+
+
+def _fit_set(name: str, x: np.ndarray, y: np.ndarray, prior: np.ndarray, prior_sd: float, iterations: int,
+             pool_x: np.ndarray | None, prior_error_rate: float) -> EvidenceSetFit:
+    """MAP fit of the features in ``EVIDENCE_SETS[name]`` (others held at 0), the inverse Hessian
+    at it (the Laplace covariance) and its Laplace log evidence:
+    log p(y | b) + log N(b; prior, sd^2) + (d/2) log 2 pi - (1/2) log det H.
+    With ``pool_x`` the intercept's prior mean is :func:`pool_prior_intercept`'s."""
     cols = [0] + [1 + FEATURES.index(f) for f in EVIDENCE_SETS[name]]
     design = np.column_stack([np.ones(len(x)), x])[:, cols]
-    mu = prior[cols]
+    mu = prior[cols].copy()
+    if pool_x is not None and len(pool_x):
+        mu[0] = pool_prior_intercept(np.column_stack([np.ones(len(pool_x)), pool_x])[:, cols], mu, prior_sd,
+                                     prior_error_rate)
     precision = 1.0 / prior_sd**2
 
     def penalised(b: np.ndarray) -> float:
@@ -238,7 +283,9 @@ def _fit_set(name: str, x: np.ndarray, y: np.ndarray, prior: np.ndarray, prior_s
     log_evidence = -current - len(beta) * np.log(prior_sd) - 0.5 * np.linalg.slogdet(hess)[1]
     weights = np.zeros(len(FEATURES))
     weights[[c - 1 for c in cols[1:]]] = beta[1:]
-    return EvidenceSetFit(name, float(beta[0]), weights, float(log_evidence))
+    covariance = np.zeros((1 + len(FEATURES), 1 + len(FEATURES)))
+    covariance[np.ix_(cols, cols)] = np.linalg.inv(hess)
+    return EvidenceSetFit(name, float(beta[0]), weights, float(log_evidence), covariance)
 
 
 def fit_wrong_label_model(
@@ -248,12 +295,16 @@ def fit_wrong_label_model(
     prior_weights: dict[str, float] | None = None,
     prior_sd: float = 1.0,
     iterations: int = 50,
+    pool_x: np.ndarray | None = None,
 ) -> WrongLabelModel:
     """Bayesian model average over :data:`EVIDENCE_SETS` of MAP logistic regressions of
     ``wrong`` (0/1) on ``x``.
 
-    Prior per set: intercept ~ N(logit(prior_error_rate), prior_sd^2), weight_j ~
-    N(prior_weights[j], prior_sd^2) for the set's features; every set equally likely a priori.
+    Prior per set: weight_j ~ N(prior_weights[j], prior_sd^2) for the set's features, and the
+    intercept ~ N(b0, prior_sd^2) with b0 such that the prior predictive P(wrong) averaged over
+    ``pool_x`` (the evidence of every pool pair, labelled or not) is ``prior_error_rate``
+    (:func:`pool_prior_intercept`; without ``pool_x``, b0 = logit(prior_error_rate), the rate at
+    the average evidence). Every set equally likely a priori.
     Posterior set probabilities are proportional to the Laplace approximation of each set's
     marginal likelihood. With no rows every set is its prior and they weigh the same.
     """
@@ -261,7 +312,8 @@ def fit_wrong_label_model(
     prior = np.array([np.log(prior_error_rate / (1 - prior_error_rate))] + [pw[f] for f in FEATURES])
     x = np.asarray(x, float).reshape(-1, len(FEATURES))
     y = np.asarray(wrong, float)
-    fits = tuple(_fit_set(name, x, y, prior, prior_sd, iterations) for name in EVIDENCE_SETS)
+    pool = None if pool_x is None else np.asarray(pool_x, float).reshape(-1, len(FEATURES))
+    fits = tuple(_fit_set(name, x, y, prior, prior_sd, iterations, pool, prior_error_rate) for name in EVIDENCE_SETS)
     log_ev = np.array([f.log_evidence for f in fits])
     post = np.exp(log_ev - log_ev.max()) if len(y) else np.ones(len(fits))
     return WrongLabelModel(fits, post / post.sum(), int(len(y)))
@@ -275,8 +327,10 @@ def out_of_fold_p_wrong(
     prior_error_rate: float,
     prior_weights: dict[str, float] | None = None,
     prior_sd: float = 1.0,
+    pool_x: np.ndarray | None = None,
 ) -> np.ndarray:
-    """P(wrong) for each labelled row from a model fitted without that row's fold.
+    """P(wrong) for each labelled row from a model fitted without that row's fold (each fit with
+    the same prior as :func:`fit_wrong_label_model`'s, ``pool_x`` included).
 
     Judging a region by the labels of pairs the hardness model was fitted on would be
     optimistic (the model bends toward them); out-of-fold predictions place each labelled pair
@@ -290,7 +344,8 @@ def out_of_fold_p_wrong(
     folds = np.random.default_rng(seed).permutation(np.arange(n) % k)
     for f in range(k):
         held = folds == f
-        model = fit_wrong_label_model(x[~held], wrong[~held], prior_error_rate, prior_weights, prior_sd)
+        model = fit_wrong_label_model(x[~held], wrong[~held], prior_error_rate, prior_weights, prior_sd,
+                                      pool_x=pool_x)
         out[held] = model.predict(x[held])
     return out
 
