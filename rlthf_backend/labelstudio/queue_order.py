@@ -7,7 +7,8 @@ chosen so that
 
 * the round's human batch gets scores below 0.5, rising with rank (rank 0 lowest: served first);
 * every other unlabelled task gets 0.5 + 0.5 * P(shown label is right), so the score column still
-  reads as the backend's confidence in the label it shows.
+  reads as the backend's confidence in the label it shows (as the engine ranks pairs: see
+  ``app.training.rounds.p_label_right``), and the stream goes on in the engine's order.
 
 A full write (the first round, or after a full re-read) creates a prediction for every
 unlabelled task under a new version: the batch first, then the project is switched to that

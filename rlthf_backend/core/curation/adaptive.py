@@ -406,7 +406,7 @@ def plan_adaptive_round(
     audit_pi = ledger["audit_pi"]
     plan = empty_plan("adaptive", state)
     plan.scores.update({"margin": fit.margins, "llm_margin": fit.llm_margin, "spread": fit.spread,
-                        "p_wrong": fit.p_wrong})
+                        "p_wrong": fit.p_wrong, "ranking_score": fit.ranking_score})
 
     scores = candidate_scores(fit, state.evidence, cfg.rankings)
     chosen, why = choose_ranking(ledger, tuple(scores), cfg.switch_z)

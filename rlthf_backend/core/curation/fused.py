@@ -411,7 +411,7 @@ def plan_fused_round(
     fit = _fit_hardness(state, rm_factory, cfg, seed)
     plan = empty_plan("fused", state)
     plan.scores.update({"margin": fit.margins, "llm_margin": fit.llm_margin, "spread": fit.spread,
-                        "p_wrong": fit.p_wrong})
+                        "p_wrong": fit.p_wrong, "ranking_score": fit.ranking_score})
     plan.note("fit", {"round": r, "n_folds": cfg.n_folds, "human_weight": cfg.human_weight,
                       "n_trained": int(np.sum(fit.weights > 0)), "n_human": int(state.human_decisive.sum())},
               {"hardness_model": fit.model.as_dict(), "audited": fit.audit_total, "audited_wrong": fit.audit_wrong})
