@@ -105,7 +105,7 @@ def test_p_label_right_prefers_the_engines_estimate_and_falls_back_to_the_reward
     margins = np.array([2.0, 2.0, 0.0])
     without = p_label_right(plan, margins)
     assert without[0] == pytest.approx(1 / (1 + np.exp(-2))) and without[1] == pytest.approx(1 - without[0])
-    plan.scores["p_wrong"] = np.array([0.1, np.nan, 0.8])
+    plan.scores["ranking_score"] = np.array([0.1, np.nan, 0.8])
     with_engine = p_label_right(plan, margins)
     assert with_engine[0] == pytest.approx(0.9)  # not flipped: right unless the LLM was wrong
     assert with_engine[1] == pytest.approx(without[1])  # no estimate: the reward model's

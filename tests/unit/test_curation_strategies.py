@@ -24,7 +24,7 @@ from rlthf_backend.core.curation import (
     PaperConfig,
 )
 from rlthf_backend.core.curation.fused import beta_tail_above_half, plan_fused_round
-from rlthf_backend.core.curation.hardness import FEATURES, auroc, fit_wrong_label_model
+from rlthf_backend.core.curation.hardness import FEATURES, auroc, fit_wrong_label_model, pool_prior_intercepts
 from rlthf_backend.core.curation.paper import plan_paper_round
 from rlthf_backend.core.reward.base import FitReport, RewardModel
 from rlthf_backend.core.types import Pair
@@ -387,14 +387,15 @@ def test_wrong_label_model_prior_averages_the_prior_error_rate_over_the_pool():
     pool[:, FEATURES.index("judge_doubt")] = rng.standard_exponential(1000) - 1.0
     pool[:, FEATURES.index("swap")] = rng.random(1000) < 0.1
     no_answers = np.zeros((0, len(FEATURES))), np.zeros(0)
-    at_the_pool = fit_wrong_label_model(*no_answers, prior_error_rate=0.2, pool_x=pool)
+    intercepts = pool_prior_intercepts(pool, prior_error_rate=0.2)
+    at_the_pool = fit_wrong_label_model(*no_answers, prior_error_rate=0.2, prior_intercepts=intercepts)
     assert at_the_pool.predict(pool).mean() == pytest.approx(0.2, abs=1e-6)
     at_the_average = fit_wrong_label_model(*no_answers, prior_error_rate=0.2)
     assert at_the_average.predict(pool).mean() > 0.22  # the rate at x = 0 says more wrong labels over the pool
     # answers still move it: a pool wrong twice as often as the prior says
     x = pool[:400]
     y = (rng.random(400) < 0.4).astype(float)
-    assert fit_wrong_label_model(x, y, 0.2, pool_x=pool).predict(pool).mean() > 0.3
+    assert fit_wrong_label_model(x, y, 0.2, prior_intercepts=intercepts).predict(pool).mean() > 0.3
 
 
 def test_wrong_label_model_predicts_nearer_one_half_where_its_answers_never_looked():

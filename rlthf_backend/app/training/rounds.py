@@ -53,10 +53,10 @@ def why_round_now(pool: ProjectPool, carried: CarriedState, policy: RoundPolicy,
 def p_label_right(plan: RoundPlan, margins: np.ndarray) -> np.ndarray:
     """P(the label shown is right) as the engine ranks pairs for people: from its ranking score
     of P(LLM wrong) where it has one (the plug-in fit the human batch follows, so the label stream
-    goes on in the engine's order after the batch), else its P(LLM wrong), else the RM's."""
+    goes on in the engine's order after the batch), else the RM's."""
     rm_p_a = 1.0 / (1.0 + np.exp(-margins))
     p_right = np.where(plan.label_a_preferred, rm_p_a, 1.0 - rm_p_a)
-    p_wrong = plan.scores.get("ranking_score", plan.scores.get("p_wrong"))
+    p_wrong = plan.scores.get("ranking_score")
     if p_wrong is not None:
         p_wrong = np.asarray(p_wrong, dtype=float)
         engine = np.where(plan.flipped, p_wrong, 1.0 - p_wrong)

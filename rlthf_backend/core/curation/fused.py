@@ -61,6 +61,7 @@ from rlthf_backend.core.curation.hardness import (
     fit_wrong_label_model,
     length_log_ratio,
     out_of_fold_p_wrong,
+    pool_prior_intercepts,
 )
 from rlthf_backend.core.curation.plan import RoundPlan, assign_human_batch, empty_plan
 from rlthf_backend.core.curation.scoring import RewardModelFactory, cross_fitted_margins
@@ -200,8 +201,10 @@ class _HardnessFit:
     where a person found the LLM label wrong, 0.0 where right, NaN without a human answer
     (``has_label`` marks the finite ones). ``model``: the fitted hardness model; ``p_wrong`` its
     in-sample P(LLM label wrong), ``ranking_score`` the order of the targeted batch
-    (:meth:`~.hardness.WrongLabelModel.ranking_score`). ``audited``: audited pairs with a human answer, ``audit_wrong``
-    of the ``audit_total`` found the LLM wrong.
+    (:meth:`~.hardness.WrongLabelModel.ranking_score`). ``prior_intercepts``: the hardness prior's
+    intercepts for this pool (:func:`~.hardness.pool_prior_intercepts`), shared by the out-of-fold
+    fits. ``audited``: audited pairs with a human answer, ``audit_wrong`` of the ``audit_total``
+    found the LLM wrong.
     """
 
     weights: np.ndarray
@@ -214,6 +217,7 @@ class _HardnessFit:
     model: WrongLabelModel
     p_wrong: np.ndarray
     ranking_score: np.ndarray
+    prior_intercepts: dict[str, float]
     audited: np.ndarray
     audit_wrong: int
     audit_total: int
@@ -233,11 +237,12 @@ def _fit_hardness(state: CurationState, rm_factory: RewardModelFactory, cfg: Fus
     x = evidence_features(llm_margin, spread, ev, length)
     known = state.llm_wrong_where_known()
     has_label = np.isfinite(known)
+    intercepts = pool_prior_intercepts(x, cfg.prior_error_rate, cfg.prior_weights, cfg.prior_sd)
     model = fit_wrong_label_model(x[has_label], known[has_label], cfg.prior_error_rate, cfg.prior_weights, cfg.prior_sd,
-                                  pool_x=x)
+                                  prior_intercepts=intercepts)
     audited = state.audited & has_label
     return _HardnessFit(weights, margins, llm_margin, spread, x, known, has_label, model, model.predict(x),
-                        model.ranking_score(x), audited, int(known[audited].sum()), int(audited.sum()))
+                        model.ranking_score(x), intercepts, audited, int(known[audited].sum()), int(audited.sum()))
 
 
 def _choose_human_batch(
@@ -278,7 +283,7 @@ def placed_p_wrong(fit: _HardnessFit, cfg: FusedConfig, seed: int, round_index: 
     if fit.has_label.any():
         p[fit.has_label] = out_of_fold_p_wrong(fit.x[fit.has_label], fit.known[fit.has_label], cfg.n_folds,
                                                seed * 31 + round_index, cfg.prior_error_rate, cfg.prior_weights,
-                                               cfg.prior_sd, pool_x=fit.x)
+                                               cfg.prior_sd, prior_intercepts=fit.prior_intercepts)
     return p
 
 

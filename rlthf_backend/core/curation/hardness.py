@@ -227,29 +227,52 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
-def pool_prior_intercept(pool_design: np.ndarray, prior_mean: np.ndarray, prior_sd: float, rate: float) -> float:
-    """The prior mean of the intercept under which the prior predictive P(wrong), averaged over the
-    pool's rows of ``pool_design`` (a leading column of ones, then the set's features), is
-    ``rate``; the features' prior means are ``prior_mean[1:]``, every coefficient's prior SD
-    ``prior_sd``. (An intercept of logit(rate) would put the rate at the pool's average evidence
-    instead, and the pool's mean P(wrong) above it: P(wrong) is convex where it is small.)"""
-    z_rest = pool_design[:, 1:] @ prior_mean[1:]
-    scale = 1.0 / np.sqrt(1.0 + np.pi * prior_sd**2 * np.sum(pool_design**2, axis=1) / 8.0)
-    return float(brentq(lambda b: np.mean(_sigmoid((b + z_rest) * scale)) - rate, -1e3, 1e3))
+def _prior_means(prior_error_rate: float, prior_weights: Mapping[str, float] | None) -> np.ndarray:
+    """Prior means of [intercept, *FEATURES]: logit(prior_error_rate), then the feature weights."""
+    pw = PRIOR_WEIGHTS if prior_weights is None else {**PRIOR_WEIGHTS, **prior_weights}
+    return np.array([np.log(prior_error_rate / (1 - prior_error_rate))] + [pw[f] for f in FEATURES])
+
+
+def _set_columns(name: str) -> list[int]:
+    """Columns of [intercept, *FEATURES] that evidence set ``name`` uses."""
+    return [0] + [1 + FEATURES.index(f) for f in EVIDENCE_SETS[name]]
+
+
+def pool_prior_intercepts(
+    pool_x: np.ndarray,
+    prior_error_rate: float,
+    prior_weights: Mapping[str, float] | None = None,
+    prior_sd: float = 1.0,
+) -> dict[str, float]:
+    """Per evidence set, the prior mean of the intercept under which the prior predictive P(wrong),
+    averaged over the pool's evidence ``pool_x`` (every pair, labelled or not), is
+    ``prior_error_rate`` (the features' prior means as in :func:`fit_wrong_label_model`, every
+    coefficient's prior SD ``prior_sd``). An intercept of logit(prior_error_rate) would put the
+    rate at the pool's average evidence instead, and the pool's mean P(wrong) above it: P(wrong)
+    is convex where it is small. Depends on the pool alone, so one round computes it once."""
+    pool = np.asarray(pool_x, float).reshape(-1, len(FEATURES))
+    design = np.column_stack([np.ones(len(pool)), pool])
+    mean = _prior_means(prior_error_rate, prior_weights)
+    out = {}
+    for name in EVIDENCE_SETS:
+        cols = _set_columns(name)
+        z_rest = design[:, cols[1:]] @ mean[cols[1:]]
+        scale = 1.0 / np.sqrt(1.0 + np.pi * prior_sd**2 * np.sum(design[:, cols] ** 2, axis=1) / 8.0)
+        out[name] = float(brentq(lambda b: np.mean(_sigmoid((b + z_rest) * scale)) - prior_error_rate, -1e3, 1e3))
+    return out
 
 
 def _fit_set(name: str, x: np.ndarray, y: np.ndarray, prior: np.ndarray, prior_sd: float, iterations: int,
-             pool_x: np.ndarray | None, prior_error_rate: float) -> EvidenceSetFit:
+             intercept_prior: float | None) -> EvidenceSetFit:
     """MAP fit of the features in ``EVIDENCE_SETS[name]`` (others held at 0), the inverse Hessian
     at it (the Laplace covariance) and its Laplace log evidence:
     log p(y | b) + log N(b; prior, sd^2) + (d/2) log 2 pi - (1/2) log det H.
-    With ``pool_x`` the intercept's prior mean is :func:`pool_prior_intercept`'s."""
-    cols = [0] + [1 + FEATURES.index(f) for f in EVIDENCE_SETS[name]]
+    ``intercept_prior`` (if not None) replaces the intercept's prior mean."""
+    cols = _set_columns(name)
     design = np.column_stack([np.ones(len(x)), x])[:, cols]
     mu = prior[cols].copy()
-    if pool_x is not None and len(pool_x):
-        mu[0] = pool_prior_intercept(np.column_stack([np.ones(len(pool_x)), pool_x])[:, cols], mu, prior_sd,
-                                     prior_error_rate)
+    if intercept_prior is not None:
+        mu[0] = intercept_prior
     precision = 1.0 / prior_sd**2
 
     def penalised(b: np.ndarray) -> float:
@@ -295,25 +318,24 @@ def fit_wrong_label_model(
     prior_weights: dict[str, float] | None = None,
     prior_sd: float = 1.0,
     iterations: int = 50,
-    pool_x: np.ndarray | None = None,
+    prior_intercepts: Mapping[str, float] | None = None,
 ) -> WrongLabelModel:
     """Bayesian model average over :data:`EVIDENCE_SETS` of MAP logistic regressions of
     ``wrong`` (0/1) on ``x``.
 
     Prior per set: weight_j ~ N(prior_weights[j], prior_sd^2) for the set's features, and the
-    intercept ~ N(b0, prior_sd^2) with b0 such that the prior predictive P(wrong) averaged over
-    ``pool_x`` (the evidence of every pool pair, labelled or not) is ``prior_error_rate``
-    (:func:`pool_prior_intercept`; without ``pool_x``, b0 = logit(prior_error_rate), the rate at
-    the average evidence). Every set equally likely a priori.
+    intercept ~ N(b0, prior_sd^2) with b0 the set's entry of ``prior_intercepts``
+    (:func:`pool_prior_intercepts`: the prior predictive then averages ``prior_error_rate`` over
+    the pool), or logit(prior_error_rate) without it (the rate at the average evidence). Every set
+    equally likely a priori.
     Posterior set probabilities are proportional to the Laplace approximation of each set's
     marginal likelihood. With no rows every set is its prior and they weigh the same.
     """
-    pw = PRIOR_WEIGHTS if prior_weights is None else {**PRIOR_WEIGHTS, **prior_weights}
-    prior = np.array([np.log(prior_error_rate / (1 - prior_error_rate))] + [pw[f] for f in FEATURES])
+    prior = _prior_means(prior_error_rate, prior_weights)
     x = np.asarray(x, float).reshape(-1, len(FEATURES))
     y = np.asarray(wrong, float)
-    pool = None if pool_x is None else np.asarray(pool_x, float).reshape(-1, len(FEATURES))
-    fits = tuple(_fit_set(name, x, y, prior, prior_sd, iterations, pool, prior_error_rate) for name in EVIDENCE_SETS)
+    fits = tuple(_fit_set(name, x, y, prior, prior_sd, iterations, None if prior_intercepts is None
+                          else prior_intercepts[name]) for name in EVIDENCE_SETS)
     log_ev = np.array([f.log_evidence for f in fits])
     post = np.exp(log_ev - log_ev.max()) if len(y) else np.ones(len(fits))
     return WrongLabelModel(fits, post / post.sum(), int(len(y)))
@@ -327,10 +349,10 @@ def out_of_fold_p_wrong(
     prior_error_rate: float,
     prior_weights: dict[str, float] | None = None,
     prior_sd: float = 1.0,
-    pool_x: np.ndarray | None = None,
+    prior_intercepts: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """P(wrong) for each labelled row from a model fitted without that row's fold (each fit with
-    the same prior as :func:`fit_wrong_label_model`'s, ``pool_x`` included).
+    the same prior as :func:`fit_wrong_label_model`'s, ``prior_intercepts`` included).
 
     Judging a region by the labels of pairs the hardness model was fitted on would be
     optimistic (the model bends toward them); out-of-fold predictions place each labelled pair
@@ -345,7 +367,7 @@ def out_of_fold_p_wrong(
     for f in range(k):
         held = folds == f
         model = fit_wrong_label_model(x[~held], wrong[~held], prior_error_rate, prior_weights, prior_sd,
-                                      pool_x=pool_x)
+                                      prior_intercepts=prior_intercepts)
         out[held] = model.predict(x[held])
     return out
 
