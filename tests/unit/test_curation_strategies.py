@@ -583,3 +583,21 @@ def test_fused_states_the_wrong_labels_left_with_an_interval_and_its_basis():
         else:  # flip-candidate audits do not: the model's sum, said plainly
             assert est["audits"] == 0 and "alone" in est["basis"]
             assert est["mean"] == pytest.approx(final.summary["expected_wrong_in_export_model"])
+
+
+def test_fused_counts_the_pending_batch_among_the_wrong_labels_left():
+    # the export holds the batch people have not answered yet with its current (LLM) labels, and that
+    # batch is where the wrong labels are most likely: the estimate counts it as the export does
+    pairs, ev, truth, wrong, factory = synthetic_pool(n=300, seed=15)
+    state = CurationState.initial(pairs, ev)
+    cfg = FusedConfig()
+    plan = plan_fused_round(state, factory, cfg, human_batch_size=20, seed=4)
+    state = answer(state, plan, truth)
+    final = plan_fused_round(state, factory, cfg, human_batch_size=20, seed=4)
+    p = final.scores["p_wrong"]
+    pending = final.status == "human"
+    assert pending.sum() == 20 and np.all(final.in_export[pending])
+    unchecked = final.in_export & ~state.labelled
+    model_sum = float(np.sum(np.where(final.flipped, 1 - p, p)[unchecked]))
+    assert final.summary["expected_wrong_in_export_model"] == pytest.approx(model_sum)
+    assert float(p[pending].sum()) > 0.1 * model_sum  # the targeted batch weighs in the count

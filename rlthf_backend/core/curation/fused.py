@@ -372,7 +372,8 @@ def _summarise_round(
     audit; the yield expected of the next batch of ``batch`` pairs, from the ``remaining``
     unlabelled ones) and the stop signal."""
     p_wrong = fit.p_wrong
-    exported_unchecked = np.flatnonzero(np.isin(plan.status, ("keep", "flip")) & ~state.labelled)
+    # the pending batch is exported with its current labels until people answer it, as the export has it
+    exported_unchecked = np.flatnonzero(plan.in_export & ~state.labelled)
     p_export_wrong = np.where(plan.flipped, 1 - p_wrong, p_wrong)
     estimate, est = _wrong_left(plan, fit, regions, exported_unchecked, cfg, state.round_index)
     # the stop signal reads the same audit-calibrated rates as the estimate
@@ -442,7 +443,8 @@ def plan_fused_round(
 
 def _wrong_left(plan: RoundPlan, fit: _HardnessFit, regions: _Regions, exported_unchecked: np.ndarray,
                 cfg: FusedConfig, round_index: int) -> tuple[dict, WrongEstimate]:
-    """Wrong labels expected among the exported pairs without a human answer, with a 90% interval
+    """Wrong labels expected among the exported pairs without a human answer (the pending batch
+    included: it is exported with its current labels until answered), with a 90% interval
     and what it rests on (:func:`~.estimate.stratified_wrong_estimate`), as the summary's record
     and as the estimate itself (whose strata calibrate the stop signal). Audits drawn from the
     whole pool (``audit_scope`` "pool") are a uniform sample of what is exported and calibrate the
@@ -460,9 +462,9 @@ def _wrong_left(plan: RoundPlan, fit: _HardnessFit, regions: _Regions, exported_
 
 
 def _audit_based_wrong(region_stats: dict, plan: RoundPlan, regions: dict) -> float:
-    """Audit-based estimate of wrong labels among exported unchecked pairs: each region's
-    exported count times its audited error rate (1 - rate for flipped pairs); NaN if a region
-    with exported pairs has no audit yet."""
+    """Audit-based estimate of wrong labels among the regions' exported pairs (the pending batch
+    aside): each region's exported count times its audited error rate (1 - rate for flipped
+    pairs); NaN if a region with exported pairs has no audit yet."""
     total = 0.0
     for name, idx in regions.items():
         if len(idx) == 0:
