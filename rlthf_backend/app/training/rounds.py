@@ -56,10 +56,10 @@ def p_label_right(plan: RoundPlan, margins: np.ndarray) -> np.ndarray:
     goes on in the engine's order after the batch), else the RM's."""
     rm_p_a = 1.0 / (1.0 + np.exp(-margins))
     p_right = np.where(plan.label_a_preferred, rm_p_a, 1.0 - rm_p_a)
-    p_wrong = plan.scores.get("ranking_score")
-    if p_wrong is not None:
-        p_wrong = np.asarray(p_wrong, dtype=float)
-        engine = np.where(plan.flipped, p_wrong, 1.0 - p_wrong)
+    ranked_p_wrong = plan.scores.get("ranking_score")
+    if ranked_p_wrong is not None:
+        ranked_p_wrong = np.asarray(ranked_p_wrong, dtype=float)
+        engine = np.where(plan.flipped, ranked_p_wrong, 1.0 - ranked_p_wrong)
         p_right = np.where(np.isnan(engine), p_right, engine)
     return p_right
 
